@@ -1,0 +1,234 @@
+"""Coordinate spaces, tile and patch grids, and pyramid level choice.
+
+Spaces (every variable says which one it is in by its prefix):
+
+* ``l0_``  level-0 slide pixels (the full-resolution scan)
+* ``lv_``  pixels of one pyramid level (``l0 = lv * downsample``)
+* ``t_``   tile indices of one level's tile grid
+* ``p_``   patch-grid indices of an inference job
+* ``scr_`` screen (widget) pixels
+
+Conversions between them live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: Relative slack when comparing downsamples (pyramids store e.g. 4.000183).
+_DOWNSAMPLE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Rect:
+    """An axis-aligned rectangle ``[x, x + w) x [y, y + h)`` in one named space."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.w
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.h
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return self.x + self.w / 2, self.y + self.h / 2
+
+    def is_empty(self) -> bool:
+        return self.w <= 0 or self.h <= 0
+
+    def intersect(self, other: Rect) -> Rect:
+        """The overlap of two rectangles (empty, with zero size, when disjoint)."""
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        x1, y1 = min(self.right, other.right), min(self.bottom, other.bottom)
+        return Rect(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
+
+    def scaled(self, factor: float) -> Rect:
+        """Every coordinate multiplied by ``factor`` (a change of space by a scale)."""
+        return Rect(self.x * factor, self.y * factor, self.w * factor, self.h * factor)
+
+    def to_int(self) -> tuple[int, int, int, int]:
+        """The smallest integer rectangle that contains this one, as ``(x, y, w, h)``."""
+        x0, y0 = math.floor(self.x), math.floor(self.y)
+        x1, y1 = math.ceil(self.right), math.ceil(self.bottom)
+        return x0, y0, x1 - x0, y1 - y0
+
+
+# -- levels ---------------------------------------------------------------------------
+
+
+def l0_to_lv(l0_value: float, downsample: float) -> float:
+    """A level-0 coordinate or length expressed in pixels of a level."""
+    return l0_value / downsample
+
+
+def lv_to_l0(lv_value: float, downsample: float) -> float:
+    """A level coordinate or length expressed in level-0 pixels."""
+    return lv_value * downsample
+
+
+def choose_level(level_downsamples: Sequence[float], l0_per_scr: float) -> int:
+    """The coarsest level that still gives at least one data pixel per screen pixel.
+
+    ``l0_per_scr`` is how many level-0 pixels one screen pixel spans (1 / zoom).
+    When zoomed in beyond level 0 the answer is 0.
+    """
+    best = 0
+    for level, downsample in enumerate(level_downsamples):
+        if downsample <= l0_per_scr * (1 + _DOWNSAMPLE_TOLERANCE):
+            best = level if downsample >= level_downsamples[best] else best
+    return best
+
+
+def best_level_for_downsample(level_downsamples: Sequence[float], downsample: float) -> int:
+    """The coarsest level whose downsample does not exceed ``downsample`` (read, then shrink)."""
+    return choose_level(level_downsamples, downsample)
+
+
+# -- tile grids -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The regular grid of square tiles covering one pyramid level.
+
+    Edge tiles are clipped to the level; ``tile_lv_rect`` gives their true size.
+    """
+
+    lv_width: int
+    lv_height: int
+    tile_size: int
+
+    @property
+    def t_cols(self) -> int:
+        return max(1, math.ceil(self.lv_width / self.tile_size))
+
+    @property
+    def t_rows(self) -> int:
+        return max(1, math.ceil(self.lv_height / self.tile_size))
+
+    def tile_lv_rect(self, t_col: int, t_row: int) -> tuple[int, int, int, int]:
+        """``(lv_x, lv_y, w, h)`` of a tile, clipped to the level."""
+        lv_x, lv_y = t_col * self.tile_size, t_row * self.tile_size
+        w = min(self.tile_size, self.lv_width - lv_x)
+        h = min(self.tile_size, self.lv_height - lv_y)
+        return lv_x, lv_y, w, h
+
+    def tiles_in_lv_rect(self, lv_rect: Rect) -> list[tuple[int, int]]:
+        """Tiles that overlap a level rectangle, nearest its centre first."""
+        clipped = lv_rect.intersect(Rect(0, 0, self.lv_width, self.lv_height))
+        if clipped.is_empty():
+            return []
+        size = self.tile_size
+        t_c0 = int(clipped.x // size)
+        t_r0 = int(clipped.y // size)
+        t_c1 = min(self.t_cols - 1, math.ceil(clipped.right / size) - 1)
+        t_r1 = min(self.t_rows - 1, math.ceil(clipped.bottom / size) - 1)
+        lv_cx, lv_cy = clipped.center
+        tiles = [(c, r) for r in range(t_r0, t_r1 + 1) for c in range(t_c0, t_c1 + 1)]
+        tiles.sort(
+            key=lambda t: ((t[0] + 0.5) * size - lv_cx) ** 2 + ((t[1] + 0.5) * size - lv_cy) ** 2
+        )
+        return tiles
+
+
+def level_tile_grid(
+    level_dimensions: Sequence[tuple[int, int]], level: int, tile_size: int
+) -> TileGrid:
+    """The tile grid of one level of a pyramid."""
+    lv_w, lv_h = level_dimensions[level]
+    return TileGrid(lv_w, lv_h, tile_size)
+
+
+# -- screen ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewTransform:
+    """Maps level-0 pixels to screen pixels: ``scr = (l0 - l0_origin) * scale``.
+
+    ``l0_x``/``l0_y`` is the level-0 point drawn at the screen's top-left corner;
+    ``scale`` is screen pixels per level-0 pixel (the zoom).
+    """
+
+    l0_x: float
+    l0_y: float
+    scale: float
+
+    def l0_to_scr(self, l0_x: float, l0_y: float) -> tuple[float, float]:
+        return (l0_x - self.l0_x) * self.scale, (l0_y - self.l0_y) * self.scale
+
+    def scr_to_l0(self, scr_x: float, scr_y: float) -> tuple[float, float]:
+        return self.l0_x + scr_x / self.scale, self.l0_y + scr_y / self.scale
+
+    def l0_rect_to_scr(self, l0_rect: Rect) -> Rect:
+        scr_x, scr_y = self.l0_to_scr(l0_rect.x, l0_rect.y)
+        return Rect(scr_x, scr_y, l0_rect.w * self.scale, l0_rect.h * self.scale)
+
+    def scr_rect_to_l0(self, scr_rect: Rect) -> Rect:
+        l0_x, l0_y = self.scr_to_l0(scr_rect.x, scr_rect.y)
+        return Rect(l0_x, l0_y, scr_rect.w / self.scale, scr_rect.h / self.scale)
+
+
+# -- physical units -------------------------------------------------------------------
+
+
+def magnification_at(
+    scale: float, mpp: float | None, objective_power: float | None
+) -> float | None:
+    """The apparent objective magnification on screen at a zoom ``scale``.
+
+    A 40x objective corresponds to about 0.25 um/px; a 20x to 0.5 um/px.  With an mpp
+    the magnification is ``10 / (mpp / scale)``; without it, the scanner's stated
+    objective power times the zoom; without either, ``None``.
+    """
+    if mpp is not None and mpp > 0:
+        return 10.0 * scale / mpp
+    if objective_power is not None and objective_power > 0:
+        return objective_power * scale
+    return None
+
+
+def scale_for_magnification(
+    magnification: float, mpp: float | None, objective_power: float | None
+) -> float | None:
+    """The zoom ``scale`` (screen px per level-0 px) that shows a given magnification."""
+    if mpp is not None and mpp > 0:
+        return magnification * mpp / 10.0
+    if objective_power is not None and objective_power > 0:
+        return magnification / objective_power
+    return None
+
+
+_NICE_STEPS = (1.0, 2.0, 5.0)
+
+
+def nice_length(max_value: float) -> float:
+    """The largest 1, 2 or 5 times a power of ten that is at most ``max_value``."""
+    if max_value <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(max_value))
+    best = 10.0**exponent
+    for step in _NICE_STEPS:
+        candidate = step * 10.0**exponent
+        if candidate <= max_value:
+            best = candidate
+    return best
+
+
+# -- patch grids (inference) ----------------------------------------------------------
+
+
+def patch_size_on_slide(patch_size_pixels: int, spacing_um_px: float, slide_mpp: float) -> int:
+    """Level-0 pixels a model patch covers: ``round(patch_px * spacing / slide_mpp)``."""
+    if slide_mpp <= 0 or spacing_um_px <= 0:
+        raise ValueError("spacing and slide mpp must be positive")
+    return max(1, round(patch_size_pixels * spacing_um_px / slide_mpp))

@@ -1,0 +1,100 @@
+"""The ``SlideSource`` protocol shared by OpenSlide slides and plain images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+#: Bytes read from each end of a file to fingerprint it (see :func:`content_fingerprint`).
+_FINGERPRINT_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    """What is known about an open slide.
+
+    ``level_dimensions[i]`` is ``(width, height)`` of level ``i`` in its own pixels;
+    ``level_downsamples[i]`` is level-0 pixels per level-``i`` pixel (``[0] == 1``).
+    ``mpp`` is level-0 microns per pixel (mean of x and y) or ``None`` when unknown.
+    ``source_id`` is a stable content fingerprint: the same bytes give the same id,
+    wherever the file lives.
+    """
+
+    path: Path
+    source_id: str
+    vendor: str
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    mpp: float | None
+    objective_power: float | None
+    associated_images: tuple[str, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 ``(width, height)``."""
+        return self.level_dimensions[0]
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_dimensions)
+
+
+@runtime_checkable
+class SlideSource(Protocol):
+    """A pyramidal image that many threads may read at once.
+
+    ``read_region`` returns an ``(h, w, 3)`` uint8 RGB array of level ``level``
+    starting at level pixel ``(lv_x, lv_y)``; areas outside the level are white and
+    transparency is flattened onto white.  It raises :class:`SlideError` subclasses
+    only.  ``close`` waits for reads in progress, then releases the file; reads after
+    ``close`` raise :class:`SlideClosedError`.
+    """
+
+    @property
+    def info(self) -> SlideInfo: ...
+
+    def read_region(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray: ...
+
+    def associated_image(self, name: str) -> np.ndarray: ...
+
+    def thumbnail(self, max_size: int) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def content_fingerprint(path: Path) -> str:
+    """A stable id of a file's content: SHA-256 over its size and its first and last MiB.
+
+    Cheap for a multi-GB slide, and unchanged when the file is renamed or moved.
+    """
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_FINGERPRINT_CHUNK))
+        if size > _FINGERPRINT_CHUNK:
+            fh.seek(max(_FINGERPRINT_CHUNK, size - _FINGERPRINT_CHUNK), os.SEEK_SET)
+            digest.update(fh.read(_FINGERPRINT_CHUNK))
+    return digest.hexdigest()[:24]
+
+
+def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Composite a uint8 straight-alpha RGBA array over white; return contiguous RGB.
+
+    openslide-python un-premultiplies what OpenSlide returns, so the alpha is straight.
+    """
+    if rgba.ndim == 3 and rgba.shape[2] == 3:
+        return np.ascontiguousarray(rgba)
+    alpha = rgba[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    rgb = rgba[..., :3].astype(np.uint32)
+    a = alpha.astype(np.uint32)
+    out = (rgb * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
