@@ -124,10 +124,10 @@ class ImageSource:
         return self._info
 
     def read_region(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
-        if not 0 <= level < len(self._levels):
-            raise ValueError(f"level {level} outside 0..{len(self._levels) - 1}")
         out = np.full((max(h, 0), max(w, 0), 3), 255, np.uint8)
         with self._gate.reading():
+            if not 0 <= level < len(self._levels):
+                raise ValueError(f"level {level} outside 0..{len(self._levels) - 1}")
             data = self._levels[level]
             lv_h, lv_w = data.shape[:2]
             x0, y0 = max(lv_x, 0), max(lv_y, 0)

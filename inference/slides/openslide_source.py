@@ -130,6 +130,9 @@ class OpenSlideSource:
         return thumbnail_from_levels(self, max_size)
 
     def close(self) -> None:
+        """Wait for reads in progress, then release the handle; closing twice is harmless."""
+        if self._gate.closed:
+            return
         self._gate.close()
         with self._swap_lock:
             self._slide.close()

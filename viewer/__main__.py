@@ -1,0 +1,78 @@
+"""The ``slidelens`` command: open the viewer, or run a headless command.
+
+``slidelens``                 the viewer with no slide
+``slidelens SLIDE``           the viewer with SLIDE open
+``slidelens demo``            make the demo slide once (user data folder) and open it
+``slidelens COMMAND ...``     headless commands: synth, models, infer, bench ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("demo", help="make the demo slide once, then open it in the viewer")
+    parser.add_argument("--regenerate", action="store_true", help="make the demo slide again")
+    parser.set_defaults(handler=_run_demo)
+
+
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("view", help="open the viewer (optionally with a slide)")
+    parser.add_argument("slide", nargs="?", type=Path, help="slide or image to open")
+    parser.set_defaults(handler=lambda args: _run_view(args.slide))
+
+
+def _add_bench_viewer(bench_sub: argparse._SubParsersAction) -> None:
+    from viewer.bench_cli import add_bench_viewer_parser
+
+    add_bench_viewer_parser(bench_sub)
+
+
+def _run_view(slide: Path | None) -> int:
+    from viewer.app import run_gui
+
+    return run_gui(slide)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from viewer.demo import ensure_demo_slide
+
+    slide = ensure_demo_slide(regenerate=args.regenerate)
+    return _run_view(slide)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from inference.cli import build_parser as build_headless_parser
+
+    return build_headless_parser(
+        extra_commands=(_add_demo, _add_view), extra_bench=(_add_bench_viewer,)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+    if not args_list:
+        return _run_view(None)
+    if args_list[0] not in commands and not args_list[0].startswith("-"):
+        return _run_view(Path(args_list[0]))
+    args = parser.parse_args(args_list)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    handler = args.handler
+    return int(handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The slide canvas: paints cached tiles under the view transform and turns mouse and
+keyboard input into viewport changes.  It never reads a slide."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+
+from inference.geometry import Rect, magnification_at
+from inference.slides import SlideSource
+from viewer.qt.scale_bar import paint_scale_bar
+from viewer.qt.tile_bridge import TileBridge
+from viewer.tiles.keys import TileKey
+from viewer.tiles.planner import TileGridSet, ViewPlan, plan_view
+from viewer.tiles.viewport import ViewportModel
+
+#: Colour of glass outside the slide.
+BACKGROUND = QColor(48, 50, 54)
+#: Wheel zoom per notch (120 units of angle delta).
+WHEEL_ZOOM_PER_NOTCH = 1.25
+#: Keyboard pan step as a fraction of the view.
+KEY_PAN_FRACTION = 0.15
+
+#: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.
+OverlayPainter = Callable[[QPainter, "SlideCanvas"], None]
+
+
+def _hatch_brush() -> QBrush:
+    return QBrush(QColor(200, 60, 60, 160), Qt.BrushStyle.BDiagPattern)
+
+
+class SlideCanvas(QWidget):
+    """A raster widget that shows one slide like a map.
+
+    Drag to pan, wheel to zoom about the cursor, double-click to zoom in (Shift: out),
+    arrow keys to pan, ``+``/``-`` to zoom, ``0`` to fit.  While a sharp tile is
+    missing the best cached coarser tile is stretched in its place, then the thumbnail.
+    """
+
+    cursor_moved = Signal(float, float)  # level-0 x, y under the cursor
+    cursor_left = Signal()
+    view_changed = Signal()
+
+    def __init__(self, bridge: TileBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.viewport = ViewportModel()
+        self.viewport.changed.connect(self._on_view_changed)
+        self.source: SlideSource | None = None
+        self.grids: TileGridSet | None = None
+        self.thumbnail: QImage | None = None
+        self.plan: ViewPlan | None = None
+        self.show_scale_bar = True
+        self.overlay_painters: list[OverlayPainter] = []
+        self._drag_from: QPointF | None = None
+        self.paint_count = 0
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(200, 150)
+        bridge.tile_loaded.connect(self._on_tile_loaded)
+        bridge.tile_failed.connect(self._on_tile_loaded)
+
+    # -- slide ------------------------------------------------------------------------
+    def set_slide(self, source: SlideSource, thumbnail: QImage | None) -> None:
+        """Show a slide that was opened (and thumbnailed) off the GUI thread."""
+        self.source = source
+        self.grids = TileGridSet(source.info)
+        self.thumbnail = thumbnail
+        self.bridge.add_source(source, self.grids)
+        self.viewport.resize(self.width(), self.height())
+        self.viewport.set_slide_size(*source.info.dimensions)
+
+    def clear_slide(self) -> None:
+        self.source = None
+        self.grids = None
+        self.thumbnail = None
+        self.plan = None
+        self.update()
+
+    # -- view updates -----------------------------------------------------------------
+    def _on_view_changed(self) -> None:
+        self._request_tiles()
+        self.update()
+        self.view_changed.emit()
+
+    def _request_tiles(self) -> None:
+        if self.grids is None or self.source is None:
+            return
+        scr_w, scr_h = self.viewport.scr_size
+        self.plan = plan_view(self.grids, self.viewport.transform(), scr_w, scr_h)
+        source_id = self.source.info.source_id
+        plan = self.plan
+        keys = [TileKey(source_id, plan.coarse_level, c, r) for c, r in plan.coarse_visible]
+        keys += [TileKey(source_id, plan.level, c, r) for c, r in plan.visible]
+        keys += [TileKey(source_id, plan.level, c, r) for c, r in plan.prefetch]
+        self.bridge.scheduler.request(keys)
+
+    def _on_tile_loaded(self, key: TileKey, *_: object) -> None:
+        if self.source is not None and key.source_id == self.source.info.source_id:
+            self.update()
+
+    def visible_tiles_ready(self) -> bool:
+        """Whether every on-screen tile of the sharp level is in the cache."""
+        if self.plan is None or self.source is None:
+            return False
+        source_id = self.source.info.source_id
+        return all(
+            TileKey(source_id, self.plan.level, c, r) in self.bridge.cache
+            or self.bridge.scheduler.is_failed(TileKey(source_id, self.plan.level, c, r))
+            for c, r in self.plan.visible
+        )
+
+    # -- painting ---------------------------------------------------------------------
+    def _scr_rect(self, l0_rect: Rect) -> QRect:
+        """Integer screen rectangle of a level-0 rectangle; neighbours share edges exactly."""
+        transform = self.viewport.transform()
+        scr_x0, scr_y0 = transform.l0_to_scr(l0_rect.x, l0_rect.y)
+        scr_x1, scr_y1 = transform.l0_to_scr(l0_rect.right, l0_rect.bottom)
+        x0, y0 = math.floor(scr_x0 + 0.5), math.floor(scr_y0 + 0.5)
+        return QRect(x0, y0, math.floor(scr_x1 + 0.5) - x0, math.floor(scr_y1 + 0.5) - y0)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        self.paint_count += 1
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), BACKGROUND)
+        if self.source is not None and self.grids is not None:
+            if self.plan is None:
+                self._request_tiles()
+            self._paint_slide(painter)
+            for paint_overlay in self.overlay_painters:
+                paint_overlay(painter, self)
+            if self.show_scale_bar:
+                paint_scale_bar(painter, self.rect(), self.viewport.scale, self.source.info.mpp)
+        painter.end()
+
+    def _paint_slide(self, painter: QPainter) -> None:
+        assert self.source is not None and self.grids is not None and self.plan is not None
+        info = self.source.info
+        grids = self.grids
+        cache = self.bridge.cache
+        source_id = info.source_id
+        plan = self.plan
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        slide_scr = self._scr_rect(Rect(0, 0, *info.dimensions))
+        painter.fillRect(slide_scr, QColor(255, 255, 255))
+        missing: list[tuple[int, int]] = []
+        ready: list[tuple[QRect, QImage]] = []
+        for t_col, t_row in plan.visible:
+            image = cache.get(TileKey(source_id, plan.level, t_col, t_row))
+            target = self._scr_rect(grids.tile_l0_rect(plan.level, t_col, t_row))
+            if isinstance(image, QImage):
+                ready.append((target, image))
+            else:
+                missing.append((t_col, t_row))
+        if missing:
+            self._paint_fallbacks(painter, missing)
+        for target, image in ready:
+            painter.drawImage(target, image)
+        failed = [
+            t
+            for t in missing
+            if self.bridge.scheduler.is_failed(TileKey(source_id, plan.level, *t))
+        ]
+        if failed:
+            painter.save()
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(_hatch_brush())
+            for t_col, t_row in failed:
+                painter.drawRect(self._scr_rect(grids.tile_l0_rect(plan.level, t_col, t_row)))
+            painter.restore()
+
+    def _paint_fallbacks(self, painter: QPainter, missing: list[tuple[int, int]]) -> None:
+        """Stand-ins for missing sharp tiles: the best cached coarser tile, else the thumbnail."""
+        assert self.source is not None and self.grids is not None and self.plan is not None
+        info = self.source.info
+        grids = self.grids
+        level = self.plan.level
+        cache = self.bridge.cache
+        drawn: set[TileKey] = set()
+        need_thumbnail: list[Rect] = []
+        for t_col, t_row in missing:
+            l0_tile = grids.tile_l0_rect(level, t_col, t_row)
+            l0_cx, l0_cy = l0_tile.center
+            for coarser in range(level + 1, info.level_count):
+                c_col, c_row = grids.covering_tile(coarser, l0_cx, l0_cy)
+                key = TileKey(info.source_id, coarser, c_col, c_row)
+                image = cache.peek(key)
+                if isinstance(image, QImage):
+                    if key not in drawn:
+                        drawn.add(key)
+                        target = self._scr_rect(grids.tile_l0_rect(coarser, c_col, c_row))
+                        painter.drawImage(target, image)
+                    break
+            else:
+                need_thumbnail.append(l0_tile)
+        if need_thumbnail and self.thumbnail is not None and not self.thumbnail.isNull():
+            l0_w, l0_h = info.dimensions
+            thumb_per_l0 = self.thumbnail.width() / l0_w
+            thumb_per_l0_y = self.thumbnail.height() / l0_h
+            for l0_tile in need_thumbnail:
+                source_rect = QRectF(
+                    l0_tile.x * thumb_per_l0,
+                    l0_tile.y * thumb_per_l0_y,
+                    l0_tile.w * thumb_per_l0,
+                    l0_tile.h * thumb_per_l0_y,
+                )
+                painter.drawImage(QRectF(self._scr_rect(l0_tile)), self.thumbnail, source_rect)
+
+    # -- input ------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self.viewport.resize(event.size().width(), event.size().height())
+        super().resizeEvent(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        notches = event.angleDelta().y() / 120.0
+        if notches:
+            pos = event.position()
+            self.viewport.zoom_by(WHEEL_ZOOM_PER_NOTCH**notches, (pos.x(), pos.y()))
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
+            self._drag_from = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        pos = event.position()
+        if self._drag_from is not None:
+            delta = pos - self._drag_from
+            self._drag_from = pos
+            self.viewport.pan_by_scr(delta.x(), delta.y())
+        l0_x, l0_y = self.viewport.transform().scr_to_l0(pos.x(), pos.y())
+        self.cursor_moved.emit(l0_x, l0_y)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self._drag_from = None
+        self.unsetCursor()
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        pos = event.position()
+        out = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        self.viewport.zoom_by(0.5 if out else 2.0, (pos.x(), pos.y()))
+
+    def leaveEvent(self, event: object) -> None:
+        self.cursor_left.emit()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        scr_w, scr_h = self.viewport.scr_size
+        step_x, step_y = scr_w * KEY_PAN_FRACTION, scr_h * KEY_PAN_FRACTION
+        pans = {
+            Qt.Key.Key_Left: (step_x, 0.0),
+            Qt.Key.Key_Right: (-step_x, 0.0),
+            Qt.Key.Key_Up: (0.0, step_y),
+            Qt.Key.Key_Down: (0.0, -step_y),
+        }
+        if key in pans:
+            self.viewport.pan_by_scr(*pans[Qt.Key(key)])
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.viewport.zoom_by(WHEEL_ZOOM_PER_NOTCH**2)
+        elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
+            self.viewport.zoom_by(WHEEL_ZOOM_PER_NOTCH**-2)
+        elif key == Qt.Key.Key_0:
+            self.viewport.fit()
+        else:
+            super().keyPressEvent(event)
+
+    # -- facts for the status bar -----------------------------------------------------
+    def magnification(self) -> float | None:
+        if self.source is None:
+            return None
+        info = self.source.info
+        return magnification_at(self.viewport.scale, info.mpp, info.objective_power)
+
+    def pen_for_outline(self) -> QPen:
+        return QPen(QColor(255, 255, 255), 1)

@@ -1,0 +1,104 @@
+"""Joins the Qt-free tile scheduler to Qt: tiles decoded to QImage off the GUI thread,
+announced to the GUI thread through a queued signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from inference.slides import SlideSource
+from viewer.tiles.cache import TileCache
+from viewer.tiles.keys import TileKey
+from viewer.tiles.planner import TileGridSet
+from viewer.tiles.scheduler import TileScheduler
+
+log = logging.getLogger(__name__)
+
+#: Default byte budget of decoded tiles (a setting in the main window).
+DEFAULT_CACHE_MB = 512
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """An owning ``Format_RGB32`` QImage (the fastest to paint) from an RGB uint8 array."""
+    h, w = rgb.shape[:2]
+    rgb = np.ascontiguousarray(rgb)
+    view = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return view.convertToFormat(QImage.Format.Format_RGB32)
+
+
+@dataclass(frozen=True)
+class _OpenSource:
+    source: SlideSource
+    grids: TileGridSet
+
+
+class TileBridge(QObject):
+    """Owns the tile cache, the scheduler and its reader threads for every open slide.
+
+    ``tile_loaded`` and ``tile_failed`` are emitted from reader threads and so reach
+    slots on the GUI thread as queued calls.  The GUI thread only ever looks tiles up
+    in the cache; it never decodes.
+    """
+
+    tile_loaded = Signal(object)  # TileKey
+    tile_failed = Signal(object, str)  # TileKey, message
+
+    def __init__(
+        self, cache_mb: int = DEFAULT_CACHE_MB, n_readers: int = 2, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.cache = TileCache(cache_mb * 2**20)
+        self._sources: dict[str, _OpenSource] = {}
+        self._lock = threading.Lock()
+        self.scheduler = TileScheduler(
+            self.cache,
+            self._load,
+            n_readers=n_readers,
+            on_loaded=self.tile_loaded.emit,
+            on_failed=lambda key, exc: self.tile_failed.emit(key, str(exc)),
+        )
+
+    def add_source(self, source: SlideSource, grids: TileGridSet) -> None:
+        with self._lock:
+            self._sources[source.info.source_id] = _OpenSource(source, grids)
+
+    def _load(self, key: TileKey) -> tuple[QImage, int]:
+        with self._lock:
+            entry = self._sources[key.source_id]
+        lv_x, lv_y, w, h = entry.grids.grid(key.level).tile_lv_rect(key.t_col, key.t_row)
+        image = rgb_to_qimage(entry.source.read_region(key.level, lv_x, lv_y, w, h))
+        return image, image.sizeInBytes()
+
+    def release_source(self, source: SlideSource) -> None:
+        """Stop reading a slide, then close it, on a background thread.
+
+        OpenSlide forbids closing a handle while another thread reads it, so the
+        scheduler drains in-flight reads of this slide first; the GUI never waits.
+        """
+        source_id = source.info.source_id
+
+        def drain_and_close() -> None:
+            self.scheduler.cancel_source(source_id, wait=True)
+            with self._lock:
+                entry = self._sources.get(source_id)
+                if entry is not None and entry.source is source:
+                    del self._sources[source_id]
+            try:
+                source.close()
+            except Exception:
+                log.exception("closing %s failed", source.info.path)
+
+        threading.Thread(target=drain_and_close, name="slidelens-slide-closer", daemon=True).start()
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=True)
+        with self._lock:
+            sources = [entry.source for entry in self._sources.values()]
+            self._sources.clear()
+        for source in sources:
+            source.close()

@@ -1,0 +1,70 @@
+"""User settings kept between sessions (recent files, cache size).  Qt-free, JSON on disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from inference.paths import user_data_dir
+
+log = logging.getLogger(__name__)
+
+MAX_RECENT = 10
+MIN_CACHE_MB = 64
+MAX_CACHE_MB = 16384
+
+
+@dataclass
+class Settings:
+    """What the viewer remembers.  Unknown or invalid values fall back to defaults."""
+
+    recent_files: list[str] = field(default_factory=list)
+    tile_cache_mb: int = 512
+
+    def add_recent(self, path: Path) -> None:
+        """Put ``path`` first in the recent list (once), keeping at most ``MAX_RECENT``."""
+        text = str(path.resolve())
+        self.recent_files = [text] + [p for p in self.recent_files if p != text]
+        del self.recent_files[MAX_RECENT:]
+
+
+def settings_path() -> Path:
+    return user_data_dir() / "settings.json"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings; a missing or damaged file gives defaults (and is logged, not raised)."""
+    path = path or settings_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.warning("%s: settings unreadable (%s); using defaults", path, exc)
+        return Settings()
+    settings = Settings()
+    recent = raw.get("recent_files") if isinstance(raw, dict) else None
+    if isinstance(recent, list):
+        settings.recent_files = [p for p in recent if isinstance(p, str)][:MAX_RECENT]
+    cache_mb = raw.get("tile_cache_mb") if isinstance(raw, dict) else None
+    if isinstance(cache_mb, int) and MIN_CACHE_MB <= cache_mb <= MAX_CACHE_MB:
+        settings.tile_cache_mb = cache_mb
+    return settings
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    """Write settings atomically (temporary file in the same folder, then replace)."""
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(settings), fh, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("%s: could not save settings (%s)", path, exc)
+        Path(tmp).unlink(missing_ok=True)
