@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 #: Bytes read from each end of a file to fingerprint it (see :func:`content_fingerprint`).
@@ -62,6 +63,15 @@ class SlideSource(Protocol):
 
     def read_region(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray: ...
 
+    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
+        """The same region as ``(h, w, 4)`` uint8 bytes B, G, R, 255, flattened onto white.
+
+        That is the memory layout of a 32-bit ``0xffRRGGBB`` pixel on little-endian
+        machines, which display toolkits paint without conversion; sources implement it
+        natively where that saves copies (the viewer's tile path).
+        """
+        ...
+
     def associated_image(self, name: str) -> np.ndarray: ...
 
     def thumbnail(self, max_size: int) -> np.ndarray: ...
@@ -84,6 +94,27 @@ def content_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:24]
 
 
+def rgb_to_bgrx(rgb: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` RGB to ``(h, w, 4)`` B, G, R, 255 (see ``SlideSource.read_region_bgrx``)."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+
+
+def flatten_premultiplied_bgra(bgra: np.ndarray) -> np.ndarray:
+    """Premultiplied BGRA over white, in place where opaque; alpha set to 255.
+
+    For premultiplied colour ``c`` and alpha ``a`` the result over white is
+    ``c + (255 - a)`` exactly.
+    """
+    alpha = cv2.extractChannel(bgra, 3)
+    if cv2.minMaxLoc(alpha)[0] == 255:
+        return bgra
+    white_gap = (255 - alpha)[..., None].astype(np.uint16)
+    out = np.empty_like(bgra)
+    out[..., :3] = np.minimum(bgra[..., :3].astype(np.uint16) + white_gap, 255).astype(np.uint8)
+    out[..., 3] = 255
+    return out
+
+
 def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     """Composite a uint8 straight-alpha RGBA array over white; return contiguous RGB.
 
@@ -91,10 +122,12 @@ def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     """
     if rgba.ndim == 3 and rgba.shape[2] == 3:
         return np.ascontiguousarray(rgba)
-    alpha = rgba[..., 3:4]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[..., :3])
+    rgba = np.ascontiguousarray(rgba)
+    alpha = cv2.extractChannel(rgba, 3)
+    # cv2 instead of numpy slicing: a strided RGBA->RGB copy is ~50x slower in numpy
+    if cv2.minMaxLoc(alpha)[0] == 255:
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
     rgb = rgba[..., :3].astype(np.uint32)
-    a = alpha.astype(np.uint32)
+    a = alpha[..., None].astype(np.uint32)
     out = (rgb * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)

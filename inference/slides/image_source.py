@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from inference.slides._readers import ReaderGate
-from inference.slides.base import SlideInfo, flatten_alpha
+from inference.slides.base import SlideInfo, flatten_alpha, rgb_to_bgrx
 from inference.slides.errors import CorruptSlideError, SlideTooLargeError, UnsupportedFormatError
 
 #: Plain images above this many pixels are refused: they would not fit in memory honestly.
@@ -135,6 +135,9 @@ class ImageSource:
             if x1 > x0 and y1 > y0:
                 out[y0 - lv_y : y1 - lv_y, x0 - lv_x : x1 - lv_x] = data[y0:y1, x0:x1]
         return out
+
+    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
+        return rgb_to_bgrx(self.read_region(level, lv_x, lv_y, w, h))
 
     def associated_image(self, name: str) -> np.ndarray:
         raise KeyError(f"{self._path.name} has no associated image {name!r}")

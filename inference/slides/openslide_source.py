@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -11,7 +13,12 @@ import openslide
 from PIL import Image, ImageCms
 
 from inference.slides._readers import ReaderGate
-from inference.slides.base import SlideInfo, flatten_alpha
+from inference.slides.base import (
+    SlideInfo,
+    flatten_alpha,
+    flatten_premultiplied_bgra,
+    rgb_to_bgrx,
+)
 from inference.slides.errors import TileReadError
 
 log = logging.getLogger(__name__)
@@ -91,12 +98,42 @@ class OpenSlideSource:
                 image = slide.read_region((l0_x, l0_y), level, (w, h))
             except openslide.OpenSlideError as exc:
                 self._reopen(slide)
-                raise TileReadError(
-                    self._path,
-                    f"the image data of level {level} at ({lv_x}, {lv_y}) is damaged and "
-                    f"could not be decoded ({exc}); the rest of the slide is still shown",
-                ) from exc
+                raise self._tile_error(level, lv_x, lv_y, exc) from exc
             return self._to_rgb(image)
+
+    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
+        """OpenSlide's own premultiplied ARGB buffer, flattened onto white.
+
+        Skips the RGBA conversion and the PIL image of the public API (about 0.2 ms of a
+        256 px tile).  Falls back to :meth:`read_region` where an ICC transform applies or
+        this openslide-python lacks the raw call.
+        """
+        raw_read = getattr(openslide.lowlevel, "_read_region", None)
+        if self._icc_transform is not None or raw_read is None or w <= 0 or h <= 0:
+            return rgb_to_bgrx(self.read_region(level, lv_x, lv_y, w, h))
+        if not 0 <= level < self._info.level_count:
+            raise ValueError(f"level {level} outside 0..{self._info.level_count - 1}")
+        downsample = self._info.level_downsamples[level]
+        l0_x, l0_y = round(lv_x * downsample), round(lv_y * downsample)
+        buffer = (ctypes.c_uint32 * (w * h))()
+        with self._gate.reading():
+            slide = self._slide
+            try:
+                raw_read(slide._osr, buffer, l0_x, l0_y, level, w, h)
+            except openslide.OpenSlideError as exc:
+                self._reopen(slide)
+                raise self._tile_error(level, lv_x, lv_y, exc) from exc
+        bgra = np.frombuffer(memoryview(buffer).cast("B"), np.uint8).reshape(h, w, 4)
+        if sys.byteorder != "little":
+            bgra = np.ascontiguousarray(bgra[..., ::-1])
+        return flatten_premultiplied_bgra(bgra)
+
+    def _tile_error(self, level: int, lv_x: int, lv_y: int, exc: Exception) -> TileReadError:
+        return TileReadError(
+            self._path,
+            f"the image data of level {level} at ({lv_x}, {lv_y}) is damaged and "
+            f"could not be decoded ({exc}); the rest of the slide is still shown",
+        )
 
     def _reopen(self, failed: openslide.OpenSlide) -> None:
         """Replace a handle that went sticky-bad, unless another thread already did.

@@ -27,8 +27,8 @@ from inference.slides import (
     UnsupportedCompressionError,
     UnsupportedFormatError,
     open_slide,
+    preflight,
 )
-from inference.slides import preflight
 
 
 def _gradient(width: int, height: int) -> np.ndarray:
@@ -66,7 +66,9 @@ def tiled_tiff(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["plain-png", "openslide-tiff"])
-def any_source(request: pytest.FixtureRequest, png_slide: Path, tiled_tiff: Path) -> Iterator[SlideSource]:
+def any_source(
+    request: pytest.FixtureRequest, png_slide: Path, tiled_tiff: Path
+) -> Iterator[SlideSource]:
     source = open_slide(png_slide if request.param == "plain-png" else tiled_tiff)
     yield source
     source.close()
@@ -83,7 +85,7 @@ def test_read_region_contract(any_source: SlideSource) -> None:
     edge = any_source.read_region(0, l0_w - 8, l0_h - 8, 16, 16)
     assert (edge[8:, :] == 255).all() and (edge[:, 8:] == 255).all()
     assert info.level_count >= 2
-    for level, (lv_w, lv_h) in enumerate(info.level_dimensions):
+    for level, (lv_w, _lv_h) in enumerate(info.level_dimensions):
         assert abs(lv_w * info.level_downsamples[level] - l0_w) <= info.level_downsamples[level]
         assert any_source.read_region(level, 0, 0, 8, 8).shape == (8, 8, 3)
     thumb = any_source.thumbnail(256)
@@ -177,7 +179,9 @@ def test_real_aperio_slide(aperio_slide: Path) -> None:
 
 def _png_header_claiming(path: Path, width: int, height: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
@@ -238,7 +242,9 @@ def test_not_a_slide_format(tmp_path: Path, content: bytes, expected: str) -> No
 
 def test_unsupported_compression(tmp_path: Path) -> None:
     path = tmp_path / "webp.tiff"
-    tifffile.imwrite(path, _gradient(512, 512), tile=(256, 256), photometric="rgb", compression="webp")
+    tifffile.imwrite(
+        path, _gradient(512, 512), tile=(256, 256), photometric="rgb", compression="webp"
+    )
     with pytest.raises(UnsupportedCompressionError, match="WEBP") as info:
         open_slide(path)
     assert "webp.tiff" in str(info.value)
@@ -260,7 +266,13 @@ def test_truncated_tile_data(tmp_path: Path) -> None:
     base = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
     with tifffile.TiffWriter(path) as tif:
         tif.write(base, tile=(256, 256), photometric="rgb", compression="jpeg")
-        tif.write(base[::2, ::2].copy(), tile=(256, 256), photometric="rgb", compression="jpeg", subfiletype=1)
+        tif.write(
+            base[::2, ::2].copy(),
+            tile=(256, 256),
+            photometric="rgb",
+            compression="jpeg",
+            subfiletype=1,
+        )
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[1]
         offsets, counts = page.dataoffsets, page.databytecounts  # type: ignore[union-attr]
@@ -293,3 +305,14 @@ def test_every_error_is_a_slide_error() -> None:
         SlideTooLargeError,
     ):
         assert issubclass(cls, SlideError)
+
+
+def test_bgrx_equals_rgb_read(any_source: SlideSource) -> None:
+    """The display path returns the same pixels as read_region, including white outside."""
+    l0_w, l0_h = any_source.info.dimensions
+    for level, x, y in [(0, 10, 20), (0, l0_w - 30, l0_h - 30), (1, 0, 0)]:
+        rgb = any_source.read_region(level, x, y, 64, 48)
+        bgrx = any_source.read_region_bgrx(level, x, y, 64, 48)
+        assert bgrx.shape == (48, 64, 4)
+        np.testing.assert_array_equal(bgrx[..., 2::-1], rgb)
+        assert (bgrx[..., 3] == 255).all()

@@ -4,6 +4,7 @@ keyboard input into viewport changes.  It never reads a slide."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import QWidget
 from inference.geometry import Rect, magnification_at
 from inference.slides import SlideSource
 from viewer.qt.scale_bar import paint_scale_bar
-from viewer.qt.tile_bridge import TileBridge
+from viewer.qt.tile_bridge import DecodedTile, TileBridge
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TileGridSet, ViewPlan, plan_view
 from viewer.tiles.viewport import ViewportModel
@@ -69,6 +70,9 @@ class SlideCanvas(QWidget):
         self.overlay_painters: list[OverlayPainter] = []
         self._drag_from: QPointF | None = None
         self.paint_count = 0
+        #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
+        self.last_paint_time = 0.0
+        self.last_sharp_paint_time = 0.0
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -162,13 +166,16 @@ class SlideCanvas(QWidget):
         missing: list[tuple[int, int]] = []
         ready: list[tuple[QRect, QImage]] = []
         for t_col, t_row in plan.visible:
-            image = cache.get(TileKey(source_id, plan.level, t_col, t_row))
+            tile = cache.get(TileKey(source_id, plan.level, t_col, t_row))
             target = self._scr_rect(grids.tile_l0_rect(plan.level, t_col, t_row))
-            if isinstance(image, QImage):
-                ready.append((target, image))
+            if isinstance(tile, DecodedTile):
+                ready.append((target, tile.image))
             else:
                 missing.append((t_col, t_row))
-        if missing:
+        self.last_paint_time = time.perf_counter()
+        if not missing:
+            self.last_sharp_paint_time = self.last_paint_time
+        else:
             self._paint_fallbacks(painter, missing)
         for target, image in ready:
             painter.drawImage(target, image)
@@ -200,12 +207,12 @@ class SlideCanvas(QWidget):
             for coarser in range(level + 1, info.level_count):
                 c_col, c_row = grids.covering_tile(coarser, l0_cx, l0_cy)
                 key = TileKey(info.source_id, coarser, c_col, c_row)
-                image = cache.peek(key)
-                if isinstance(image, QImage):
+                tile = cache.peek(key)
+                if isinstance(tile, DecodedTile):
                     if key not in drawn:
                         drawn.add(key)
                         target = self._scr_rect(grids.tile_l0_rect(coarser, c_col, c_row))
-                        painter.drawImage(target, image)
+                        painter.drawImage(target, tile.image)
                     break
             else:
                 need_thumbnail.append(l0_tile)

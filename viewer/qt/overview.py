@@ -20,10 +20,13 @@ class OverviewMap(QWidget):
         self._viewport = viewport
         self._thumbnail: QImage | None = None
         self._dragging = False
-        viewport.changed.connect(self.update)
+        viewport.changed.connect(self._on_view_changed)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip("Overview: click or drag to move the view")
         self.hide()
+
+    def _on_view_changed(self) -> None:
+        self.update()
 
     def set_thumbnail(self, thumbnail: QImage | None) -> None:
         self._thumbnail = thumbnail
@@ -57,7 +60,7 @@ class OverviewMap(QWidget):
         view = self._viewport.visible_l0_rect()
         box = QRectF(view.x * sx, view.y * sy, max(3.0, view.w * sx), max(3.0, view.h * sy))
         painter.setPen(QPen(QColor(230, 30, 30), 2))
-        painter.setBrush(QColor(230, 30, 30, 30))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(box.intersected(QRectF(self.rect()).adjusted(1, 1, -1, -1)))
         painter.end()
 

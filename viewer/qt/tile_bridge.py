@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_MB = 512
 
 
+class DecodedTile:
+    """A tile ready to paint: a ``Format_RGB32`` QImage over pixels this object keeps alive.
+
+    The QImage borrows the array's memory (no copy), so the two live and die together.
+    """
+
+    __slots__ = ("_pixels", "image")
+
+    def __init__(self, bgrx: np.ndarray) -> None:
+        self._pixels = np.ascontiguousarray(bgrx)
+        h, w = self._pixels.shape[:2]
+        self.image = QImage(self._pixels.data, w, h, 4 * w, QImage.Format.Format_RGB32)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._pixels.nbytes)
+
+
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     """An owning ``Format_RGB32`` QImage (the fastest to paint) from an RGB uint8 array."""
     h, w = rgb.shape[:2]
@@ -67,12 +85,12 @@ class TileBridge(QObject):
         with self._lock:
             self._sources[source.info.source_id] = _OpenSource(source, grids)
 
-    def _load(self, key: TileKey) -> tuple[QImage, int]:
+    def _load(self, key: TileKey) -> tuple[DecodedTile, int]:
         with self._lock:
             entry = self._sources[key.source_id]
         lv_x, lv_y, w, h = entry.grids.grid(key.level).tile_lv_rect(key.t_col, key.t_row)
-        image = rgb_to_qimage(entry.source.read_region(key.level, lv_x, lv_y, w, h))
-        return image, image.sizeInBytes()
+        tile = DecodedTile(entry.source.read_region_bgrx(key.level, lv_x, lv_y, w, h))
+        return tile, tile.nbytes
 
     def release_source(self, source: SlideSource) -> None:
         """Stop reading a slide, then close it, on a background thread.
@@ -81,17 +99,19 @@ class TileBridge(QObject):
         scheduler drains in-flight reads of this slide first; the GUI never waits.
         """
         source_id = source.info.source_id
+        with self._lock:
+            entry = self._sources.get(source_id)
+            if entry is not None and entry.source is source:
+                # from now on no new read of this slide can start
+                del self._sources[source_id]
 
         def drain_and_close() -> None:
             self.scheduler.cancel_source(source_id, wait=True)
-            with self._lock:
-                entry = self._sources.get(source_id)
-                if entry is not None and entry.source is source:
-                    del self._sources[source_id]
             try:
                 source.close()
             except Exception:
                 log.exception("closing %s failed", source.info.path)
+            self.scheduler.forget_failed(source_id)
 
         threading.Thread(target=drain_and_close, name="slidelens-slide-closer", daemon=True).start()
 

@@ -1,0 +1,240 @@
+"""The viewer window offscreen: open, pan, zoom, grab; bad files; no reads on the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
+from pytestqt.qtbot import QtBot
+
+from inference.slides import SlideSource, open_slide
+from viewer.qt import slide_opener
+from viewer.qt.main_window import MainWindow
+from viewer.settings import Settings
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def window(qtbot: QtBot) -> Iterator[MainWindow]:
+    win = MainWindow(Settings())
+    qtbot.addWidget(win)
+    win.resize(1000, 700)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+def _open(qtbot: QtBot, window: MainWindow, path: Path) -> None:
+    window.open_path(path)
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.path == path, timeout=TIMEOUT_MS
+    )
+    qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+
+
+def _grab(window: MainWindow) -> np.ndarray:
+    image = window.canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    ptr = image.constBits()
+    arr = np.frombuffer(ptr, np.uint8, image.sizeInBytes()).reshape(
+        image.height(), image.bytesPerLine()
+    )
+    return arr[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def _tissue_fraction(rgb: np.ndarray) -> float:
+    """Share of pixels that look like stained tissue (not glass, not the dark background)."""
+    rgb = rgb.astype(np.int16)
+    saturation = rgb.max(axis=2) - rgb.min(axis=2)
+    return float(((saturation > 25) & (rgb.max(axis=2) > 60)).mean())
+
+
+def test_open_shows_tissue_not_blank(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    _open(qtbot, window, synthetic_slide)
+    qtbot.wait(50)
+    grab = _grab(window)
+    assert _tissue_fraction(grab) > 0.1
+    assert window.overview.isVisible()
+    assert "synthetic.tiff" in window.windowTitle()
+
+
+def test_pan_and_zoom_change_the_view_and_show_tissue(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    _open(qtbot, window, synthetic_slide)
+    canvas = window.canvas
+    viewport = canvas.viewport
+    scale0 = viewport.scale
+    # wheel zoom about a point keeps that point fixed
+    anchor = QPointF(600, 300)
+    before = viewport.transform().scr_to_l0(anchor.x(), anchor.y())
+    wheel = QWheelEvent(
+        anchor,
+        canvas.mapToGlobal(anchor),
+        QPoint(0, 0),
+        QPoint(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    canvas.wheelEvent(wheel)
+    assert viewport.scale == pytest.approx(scale0 * 1.25**2)
+    assert viewport.transform().scr_to_l0(anchor.x(), anchor.y()) == pytest.approx(before)
+    # keyboard zoom and pan
+    qtbot.keyClick(canvas, Qt.Key.Key_Plus)
+    assert viewport.scale > scale0 * 1.25**2
+    centre = viewport.l0_center
+    qtbot.keyClick(canvas, Qt.Key.Key_Right)
+    assert viewport.l0_center[0] > centre[0]
+    # drag pans with the mouse
+    centre = viewport.l0_center
+    press = QMouseEvent(
+        QMouseEvent.Type.MouseButtonPress,
+        QPointF(500, 400),
+        QPointF(500, 400),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    move = QMouseEvent(
+        QMouseEvent.Type.MouseMove,
+        QPointF(400, 350),
+        QPointF(400, 350),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    release = QMouseEvent(
+        QMouseEvent.Type.MouseButtonRelease,
+        QPointF(400, 350),
+        QPointF(400, 350),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    canvas.mousePressEvent(press)
+    canvas.mouseMoveEvent(move)
+    canvas.mouseReleaseEvent(release)
+    expected_dx = 100 / viewport.scale
+    assert viewport.l0_center[0] == pytest.approx(centre[0] + expected_dx)
+    qtbot.waitUntil(canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+    qtbot.wait(50)
+    # zoomed in on the slide's middle: the grab shows stained tissue
+    info = window.current.source.info if window.current else None
+    assert info is not None
+    viewport.center_on(info.dimensions[0] / 2, info.dimensions[1] / 2)
+    qtbot.waitUntil(canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+    qtbot.wait(50)
+    assert _grab(window).std() > 5
+
+
+def test_status_bar_and_magnification_presets(
+    qtbot: QtBot, window: MainWindow, aperio_slide: Path
+) -> None:
+    _open(qtbot, window, aperio_slide)
+    window.set_magnification(20.0)
+    assert window.canvas.viewport.scale == pytest.approx(1.0, rel=0.01)  # 20x slide at 20x
+    assert window.magnification_label.text() == "20.0x"
+    window.canvas.cursor_moved.emit(100.0, 200.0)
+    assert "x 100  y 200 px" in window.cursor_label.text()
+    assert "µm" in window.cursor_label.text()
+    dialog = window.show_properties()
+    assert dialog is not None
+    tabs = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
+    assert {"Summary", "Label", "Macro", "Thumbnail"} <= set(tabs)
+    dialog.close()
+
+
+def test_bad_file_shows_message_and_keeps_the_open_slide(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+) -> None:
+    _open(qtbot, window, synthetic_slide)
+    current = window.current
+    bad = tmp_path / "notes.svs"
+    bad.write_text("not a slide")
+    window.open_path(bad)
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=TIMEOUT_MS)
+    assert "notes.svs" in (window.last_error or "")
+    assert window.current is current
+    assert window._error_box is not None and window._error_box.isVisible()
+    window._error_box.close()
+    assert window.canvas.source is current.source if current else False
+    # still usable: pan works and the grab is still tissue
+    window.canvas.viewport.zoom_by(1.5)
+    qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+
+
+def test_no_slide_read_runs_on_the_gui_thread(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gui_thread = threading.main_thread()
+    reads_on_gui: list[str] = []
+    reads_elsewhere: list[str] = []
+
+    class WatchedSource:
+        """The real source, noting the thread of every read."""
+
+        def __init__(self, inner: SlideSource) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            attr = getattr(self._inner, name)
+            if name in {"read_region", "thumbnail", "associated_image"}:
+
+                def watched(*args: object) -> object:
+                    target = (
+                        reads_on_gui
+                        if threading.current_thread() is gui_thread
+                        else reads_elsewhere
+                    )
+                    target.append(name)
+                    return attr(*args)
+
+                return watched
+            return attr
+
+        @property
+        def info(self) -> object:
+            return self._inner.info
+
+    monkeypatch.setattr(slide_opener, "open_slide", lambda path: WatchedSource(open_slide(path)))
+    _open(qtbot, window, synthetic_slide)
+    viewport = window.canvas.viewport
+    for _ in range(5):
+        viewport.zoom_by(1.6)
+        viewport.pan_by_scr(120, 40)
+        qtbot.wait(20)
+    qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+    window.show_properties()
+    assert reads_on_gui == []
+    assert "read_region" in reads_elsewhere and "thumbnail" in reads_elsewhere
+
+
+def test_overview_click_moves_the_view(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    _open(qtbot, window, synthetic_slide)
+    window.canvas.viewport.zoom_by(4.0)
+    overview = window.overview
+    qtbot.mouseClick(
+        overview, Qt.MouseButton.LeftButton, pos=QPoint(overview.width() - 5, overview.height() - 5)
+    )
+    l0_w, l0_h = window.canvas.viewport.l0_size
+    cx, cy = window.canvas.viewport.l0_center
+    assert cx > 0.9 * l0_w and cy > 0.9 * l0_h
+
+
+def test_recent_files_remember_opened_slides(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    _open(qtbot, window, synthetic_slide)
+    assert window.settings.recent_files[0] == str(synthetic_slide.resolve())
