@@ -1,0 +1,75 @@
+"""Colour lookup tables for heatmaps and class palettes (256 x 3 uint8)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+#: Colormaps offered for probability heatmaps.
+CONTINUOUS = ("viridis", "magma", "inferno", "jet", "turbo", "gray")
+
+#: Distinct colours for classes (Okabe-Ito, readable by colour-blind viewers), in order.
+CLASS_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 114, 178),
+    (213, 94, 0),
+    (0, 158, 115),
+    (204, 121, 167),
+    (230, 159, 0),
+    (86, 180, 233),
+    (240, 228, 66),
+    (120, 120, 120),
+)
+
+
+@cache
+def lut(name: str) -> np.ndarray:
+    """A read-only ``(256, 3)`` uint8 table for ``name`` (one of :data:`CONTINUOUS`)."""
+    if name not in CONTINUOUS:
+        raise ValueError(f"unknown colormap {name!r}; choose one of {', '.join(CONTINUOUS)}")
+    if name == "gray":
+        ramp = np.arange(256, dtype=np.uint8)
+        table = np.stack([ramp, ramp, ramp], axis=1)
+    else:
+        from matplotlib import colormaps  # lazily: only when a heatmap is first coloured
+
+        table = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
+def class_colour(index: int) -> tuple[int, int, int]:
+    """The palette colour of class ``index`` (cycling after the palette's end)."""
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def apply_colormap(
+    values: np.ndarray, name: str, vmin: float, vmax: float, threshold: float | None = None
+) -> np.ndarray:
+    """``(h, w)`` floats to ``(h, w, 4)`` RGBA uint8.
+
+    Values are scaled linearly from ``[vmin, vmax]`` to the table; NaN, and values below
+    ``threshold`` when given, are fully transparent.
+    """
+    span = vmax - vmin if vmax > vmin else 1.0
+    finite = np.isfinite(values)
+    scaled = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / span, 0.0, 1.0)
+    index = (scaled * 255 + 0.5).astype(np.uint8)
+    rgba = np.empty((*values.shape, 4), np.uint8)
+    rgba[..., :3] = lut(name)[index]
+    shown = (
+        finite if threshold is None else finite & (np.nan_to_num(values, nan=-np.inf) >= threshold)
+    )
+    rgba[..., 3] = np.where(shown, 255, 0).astype(np.uint8)
+    return rgba
+
+
+def apply_class_palette(
+    classes: np.ndarray, n_classes: int, hidden: frozenset[int] = frozenset()
+) -> np.ndarray:
+    """``(h, w)`` class indices (-1 for none) to RGBA; classes in ``hidden`` are transparent."""
+    table = np.zeros((n_classes + 1, 4), np.uint8)
+    for k in range(n_classes):
+        table[k, :3] = class_colour(k)
+        table[k, 3] = 0 if k in hidden else 255
+    return table[np.where(classes < 0, n_classes, classes)]

@@ -1,0 +1,120 @@
+"""Mask and polygon layers: tissue masks and ground truth aligned to the slide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from viewer.layers.base import Layer
+from viewer.layers.heatmap import ColourImage
+
+
+class MaskLayer(Layer):
+    """A binary mask (tissue, ground-truth tumour...) at ``l0_per_px`` level-0 px per pixel.
+
+    Drawn as one colour where the mask is set; ``outline_only`` draws just its border.
+    """
+
+    kind = "mask"
+
+    def __init__(
+        self,
+        name: str,
+        mask: np.ndarray,
+        l0_per_px: float,
+        *,
+        colour: tuple[int, int, int] = (0, 200, 80),
+        opacity: float = 0.4,
+        l0_origin: tuple[float, float] = (0.0, 0.0),
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, opacity=opacity)
+        if mask.ndim != 2:
+            raise ValueError(f"a mask must be 2-D, not of shape {mask.shape}")
+        if l0_per_px <= 0:
+            raise ValueError("l0_per_px must be positive")
+        self.mask = mask.astype(bool)
+        self.l0_per_px = float(l0_per_px)
+        self.l0_origin = l0_origin
+        self._colour = colour
+        self._outline_only = False
+        self.provenance = dict(provenance or {})
+        self._version = 0
+        self._cached: ColourImage | None = None
+
+    @property
+    def colour(self) -> tuple[int, int, int]:
+        return self._colour
+
+    @colour.setter
+    def colour(self, value: tuple[int, int, int]) -> None:
+        if value != self._colour:
+            self._colour = value
+            self._version += 1
+            self.changed.emit("colour")
+
+    @property
+    def outline_only(self) -> bool:
+        return self._outline_only
+
+    @outline_only.setter
+    def outline_only(self, value: bool) -> None:
+        if value != self._outline_only:
+            self._outline_only = bool(value)
+            self._version += 1
+            self.changed.emit("outline_only")
+
+    def colour_image(self) -> ColourImage:
+        if self._cached is not None and self._cached.version == self._version:
+            return self._cached
+        shown = self.mask
+        if self._outline_only:
+            import cv2
+
+            eroded = cv2.erode(self.mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            shown = self.mask & ~eroded
+        rgba = np.zeros((*self.mask.shape, 4), np.uint8)
+        rgba[shown, :3] = self._colour
+        rgba[shown, 3] = 255
+        self._cached = ColourImage(rgba, *self.l0_origin, self.l0_per_px, self._version)
+        return self._cached
+
+    def value_at(self, l0_x: float, l0_y: float) -> bool | None:
+        col = int((l0_x - self.l0_origin[0]) // self.l0_per_px)
+        row = int((l0_y - self.l0_origin[1]) // self.l0_per_px)
+        if 0 <= row < self.mask.shape[0] and 0 <= col < self.mask.shape[1]:
+            return bool(self.mask[row, col])
+        return None
+
+
+class PolygonLayer(Layer):
+    """Polygons in level-0 pixels (e.g. ground-truth regions from GeoJSON), outlined."""
+
+    kind = "polygons"
+
+    def __init__(
+        self,
+        name: str,
+        polygons: Sequence[np.ndarray],
+        *,
+        colour: tuple[int, int, int] = (220, 30, 30),
+        line_width: float = 2.0,
+        opacity: float = 1.0,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, opacity=opacity)
+        self.polygons = [np.asarray(p, np.float64).reshape(-1, 2) for p in polygons]
+        self.colour = colour
+        self.line_width = line_width
+        self.provenance = dict(provenance or {})
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """``(l0_x0, l0_y0, l0_x1, l0_y1)`` of all polygons, or ``None`` when empty."""
+        if not self.polygons:
+            return None
+        allpts = np.concatenate(self.polygons)
+        x0, y0 = allpts.min(axis=0)
+        x1, y1 = allpts.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
