@@ -24,6 +24,8 @@ from PySide6.QtWidgets import QWidget
 
 from inference.geometry import Rect, magnification_at
 from inference.slides import SlideSource
+from viewer.layers.base import LayerStack
+from viewer.qt.layer_painters import LayerPainter
 from viewer.qt.scale_bar import paint_scale_bar
 from viewer.qt.tile_bridge import DecodedTile, TileBridge
 from viewer.tiles.keys import TileKey
@@ -67,6 +69,11 @@ class SlideCanvas(QWidget):
         self.thumbnail: QImage | None = None
         self.plan: ViewPlan | None = None
         self.show_scale_bar = True
+        self.layers = LayerStack()
+        self._layer_painter = LayerPainter()
+        for signal in (self.layers.inserted, self.layers.removed, self.layers.moved):
+            signal.connect(self._on_layers_changed)
+        self.layers.layer_changed.connect(self._on_layers_changed)
         self.overlay_painters: list[OverlayPainter] = []
         self._drag_from: QPointF | None = None
         self.paint_count = 0
@@ -115,6 +122,9 @@ class SlideCanvas(QWidget):
         keys += [TileKey(source_id, plan.level, c, r) for c, r in plan.prefetch]
         self.bridge.scheduler.request(keys)
 
+    def _on_layers_changed(self, *_: object) -> None:
+        self.update()
+
     def _on_tile_loaded(self, key: TileKey, *_: object) -> None:
         if self.source is not None and key.source_id == self.source.info.source_id:
             self.update()
@@ -147,6 +157,7 @@ class SlideCanvas(QWidget):
             if self.plan is None:
                 self._request_tiles()
             self._paint_slide(painter)
+            self._layer_painter.paint(painter, self.layers, self.viewport.transform())
             for paint_overlay in self.overlay_painters:
                 paint_overlay(painter, self)
             if self.show_scale_bar:

@@ -1,0 +1,163 @@
+"""The one worker thread that owns the compute device.
+
+Tasks (inference jobs, explanations) wait in a priority queue; explanations jump ahead
+of bulk jobs.  Each task reports through queued signals, carrying its id, so the GUI
+thread folds results in as they arrive and drops what belongs to a cancelled task.
+The GUI never waits for this thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+log = logging.getLogger(__name__)
+
+#: Priorities: lower runs first.
+PRIORITY_EXPLAIN = 0
+PRIORITY_VIEW = 10
+PRIORITY_SLIDE = 20
+
+#: ``run(cancel, emit)``: do the work, call ``emit(payload)`` for each partial result,
+#: return when done; check ``cancel.is_set()`` between steps.
+TaskBody = Callable[[threading.Event, Callable[[object], None]], None]
+
+
+@dataclass(order=True)
+class _Queued:
+    priority: int
+    sequence: int
+    task_id: int = field(compare=False)
+    body: TaskBody = field(compare=False)
+    cancel: threading.Event = field(compare=False)
+    label: str = field(compare=False, default="")
+
+
+class InferenceWorker(QObject):
+    """Runs tasks one at a time on its own QThread, most urgent first.
+
+    Signals (delivered on the GUI thread): ``started(task_id, label)``,
+    ``partial(task_id, payload)``, ``finished(task_id, cancelled)``,
+    ``failed(task_id, message)``.  An exception in a task becomes ``failed``; the
+    worker keeps running.
+    """
+
+    started = Signal(int, str)
+    partial = Signal(int, object)
+    finished = Signal(int, bool)
+    failed = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._queue: list[_Queued] = []
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._sequence = itertools.count()
+        self._current: _Queued | None = None
+        self._stopping = False
+        self._thread = _WorkerThread(self._loop)
+        self._thread.setObjectName("slidelens-inference")
+        self._thread.start()
+
+    def submit(self, body: TaskBody, *, priority: int = PRIORITY_SLIDE, label: str = "") -> int:
+        """Queue a task; returns its id at once."""
+        task_id = next(self._ids)
+        item = _Queued(priority, next(self._sequence), task_id, body, threading.Event(), label)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the inference worker has stopped")
+            heapq.heappush(self._queue, item)
+            self._cond.notify()
+        return task_id
+
+    def cancel(self, task_id: int) -> None:
+        """Cancel a queued task (it never starts) or the running one (stops at its next check)."""
+        with self._cond:
+            for item in self._queue:
+                if item.task_id == task_id:
+                    item.cancel.set()
+            if self._current is not None and self._current.task_id == task_id:
+                self._current.cancel.set()
+
+    def cancel_all(self) -> None:
+        with self._cond:
+            for item in self._queue:
+                item.cancel.set()
+            if self._current is not None:
+                self._current.cancel.set()
+
+    def pending(self) -> list[tuple[int, str]]:
+        """``(task_id, label)`` of the running task, then the queued ones in order."""
+        with self._cond:
+            items = sorted(self._queue)
+            current = [self._current] if self._current else []
+        return [(i.task_id, i.label) for i in current + items]
+
+    def is_idle(self) -> bool:
+        with self._cond:
+            return self._current is None and not self._queue
+
+    def stop(self, timeout_ms: int = 10_000) -> None:
+        """Cancel everything and join the thread."""
+        with self._cond:
+            self._stopping = True
+            for item in self._queue:
+                item.cancel.set()
+            if self._current is not None:
+                self._current.cancel.set()
+            self._cond.notify_all()
+        self._thread.wait(timeout_ms)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping)
+                if self._stopping:
+                    return
+                item = heapq.heappop(self._queue)
+                self._current = item
+            try:
+                self._run_one(item)
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _run_one(self, item: _Queued) -> None:
+        if item.cancel.is_set():
+            self.finished.emit(item.task_id, True)
+            return
+        self.started.emit(item.task_id, item.label)
+
+        def emit(payload: object) -> None:
+            if not item.cancel.is_set():
+                self.partial.emit(item.task_id, payload)
+
+        try:
+            item.body(item.cancel, emit)
+        except Exception as exc:  # every failure reaches the user, none kills the worker
+            log.error("task %s (%s) failed:\n%s", item.task_id, item.label, traceback.format_exc())
+            self.failed.emit(item.task_id, str(exc) or type(exc).__name__)
+            return
+        self.finished.emit(item.task_id, item.cancel.is_set())
+
+
+class _WorkerThread(QThread):
+    """A QThread running one Python callable (exceptions are the callable's business)."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        super().__init__()
+        self._target = target
+
+    def run(self) -> None:
+        try:
+            self._target()
+        except Exception:  # the loop catches per task; this guards the loop itself
+            log.exception("inference worker loop crashed")
