@@ -13,10 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 #: Modules that define ``add_parser(subparsers) -> None`` for a top-level command.
-COMMAND_MODULES: tuple[str, ...] = ("inference.slides.synth_cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "inference.slides.synth_cli",
+    "inference.infer_cli",
+    "inference.models.models_cli",
+)
 
 #: Modules that define ``add_bench_parser(bench_subparsers) -> None``.
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("inference.bench_inference",)
 
 
 def build_parser(

@@ -16,7 +16,9 @@ APERIO_SLIDE = SHARED_DATA / "cmu_small_region.svs"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_user_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_user_data(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own user data folder: no test reads or writes the user's."""
     folder = tmp_path_factory.mktemp("userdata")
     monkeypatch.setenv("SLIDELENS_DATA_DIR", str(folder))
@@ -27,7 +29,9 @@ def _isolated_user_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
 def aperio_slide() -> Path:
     """The real Aperio slide from ../shared/data, or a clean skip where it is absent."""
     if not APERIO_SLIDE.is_file():
-        pytest.skip(f"real Aperio slide not present at {APERIO_SLIDE} (only in CI and dev machines)")
+        pytest.skip(
+            f"real Aperio slide not present at {APERIO_SLIDE} (only in CI and dev machines)"
+        )
     return APERIO_SLIDE
 
 

@@ -85,8 +85,10 @@ def test_only_app_and_qt_touch_both_qt_and_inference() -> None:
     for path in _python_files("viewer"):
         rel = path.relative_to(ROOT).as_posix()
         roots = {_root(m) for m, _ in _imports(path)}
-        if "PySide6" in roots and "inference" in roots and not (
-            rel.startswith("viewer/qt/") or rel == "viewer/app.py"
+        if (
+            "PySide6" in roots
+            and "inference" in roots
+            and not (rel.startswith("viewer/qt/") or rel == "viewer/app.py")
         ):
             offenders.append(rel)
     assert offenders == []

@@ -1,0 +1,215 @@
+"""Result grids (overlap averaging, blending), the result cache, and the export writers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from inference.engine import BatchResult
+from inference.export_results import (
+    OutputPaths,
+    read_heatmap_geometry,
+    write_csv,
+    write_geojson,
+    write_heatmap_tiff,
+    write_json,
+)
+from inference.patches import PatchGrid
+from inference.results import (
+    ResultCache,
+    ResultGrid,
+    SegmentationMap,
+    collect,
+    hann_weights,
+)
+
+NAMES = ("benign", "tumour")
+
+
+def batch(
+    grid: PatchGrid,
+    p_ij: list[tuple[int, int]],
+    probs: np.ndarray,
+    *,
+    background: Sequence[tuple[int, int]] = (),
+    l0_per_px: float | None = None,
+) -> BatchResult:
+    ij = np.array(p_ij, np.int32).reshape(-1, 2)
+    return BatchResult(
+        job_id=1,
+        grid=grid,
+        class_names=NAMES,
+        p_ij=ij,
+        l0_xy=grid.l0_xy(ij),
+        probs=np.asarray(probs, np.float32),
+        l0_per_px=l0_per_px,
+        background_p_ij=np.array(background, np.int32).reshape(-1, 2),
+        unreadable_p_ij=np.zeros((0, 2), np.int32),
+        done=len(ij),
+        total=len(ij),
+        skipped_background=len(background),
+    )
+
+
+def test_cells_average_overlapping_patches_by_area() -> None:
+    grid = PatchGrid(l0_patch=100, l0_stride=50, l0_origin=(0, 0), p_cols=3, p_rows=1)
+    result = ResultGrid(grid, NAMES)
+    result.add(batch(grid, [(0, 0), (1, 0), (2, 0)], [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    probs = result.probabilities()
+    # cell 0 is covered by patch 0 (weight 1) and half by patch 1 (weight 0.5)
+    np.testing.assert_allclose(probs[1, 0], [0.5 / 1.5, 1.5 / 2.0, 1.5 / 1.5])
+    np.testing.assert_allclose(result.patch_probs[1, 0], [0.0, 1.0, 1.0])
+    assert result.cell_l0_origin() == (25.0, 25.0)
+    assert result.argmax().tolist() == [[0, 1, 1]]
+
+
+def test_uneven_overlap_weights_by_covered_area() -> None:
+    grid = PatchGrid(l0_patch=40, l0_stride=30, l0_origin=(0, 0), p_cols=2, p_rows=1)
+    result = ResultGrid(grid, NAMES)
+    result.add(batch(grid, [(0, 0)], [[1.0, 0.0]]))
+    result.add(batch(grid, [(1, 0)], [[0.0, 1.0]]))
+    # cells are [5, 35) and [35, 65); patch 0 is [0, 40), patch 1 is [30, 70)
+    w_own, w_next = 1.0, 5.0 / 30.0
+    expected = w_next / (w_own + w_next)
+    np.testing.assert_allclose(result.probabilities()[1, 0], [expected, 1 - expected], atol=1e-6)
+
+
+def test_background_and_missing_cells_are_nan() -> None:
+    grid = PatchGrid(l0_patch=10, l0_stride=10, l0_origin=(0, 0), p_cols=3, p_rows=2)
+    result = ResultGrid(grid, NAMES)
+    result.add(batch(grid, [(0, 0)], [[0.2, 0.8]], background=[(2, 1)]))
+    probs = result.probabilities()
+    assert not np.isnan(probs[:, 0, 0]).any()
+    assert np.isnan(probs[:, 1, 2]).all() and np.isnan(probs[:, 0, 1]).all()
+    assert result.background[1, 2] and result.coverage == pytest.approx(2 / 6)
+    assert result.argmax()[0, 1] == -1
+
+
+def test_batch_of_another_grid_is_refused() -> None:
+    grid = PatchGrid(10, 10, (0, 0), 2, 2)
+    other = PatchGrid(10, 10, (10, 0), 2, 2)
+    with pytest.raises(ValueError, match="grid"):
+        ResultGrid(grid, NAMES).add(batch(other, [(0, 0)], [[0.5, 0.5]]))
+
+
+def test_segmentation_blending_is_smooth_and_exact_for_constant_tiles() -> None:
+    grid = PatchGrid(l0_patch=32, l0_stride=16, l0_origin=(0, 0), p_cols=3, p_rows=1)
+    seg = SegmentationMap(grid, NAMES, l0_per_px=4.0, tile_px=8)
+    tiles = np.zeros((3, 2, 8, 8), np.float32)
+    tiles[:, 1] = np.array([0.0, 0.5, 1.0])[:, None, None]
+    tiles[:, 0] = 1 - tiles[:, 1]
+    seg.add(batch(grid, [(0, 0), (1, 0), (2, 0)], tiles, l0_per_px=4.0))
+    probs = seg.probabilities()
+    assert probs.shape == (2, 8, 16)
+    row = probs[1, 4]
+    assert np.all(np.diff(row) >= -1e-6)  # a ramp, no seams
+    assert row[0] == pytest.approx(0.0, abs=1e-3) and row[-1] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(seg.patch_probs[1, 0], [0.0, 0.5, 1.0])
+    w = hann_weights(8)
+    assert w.min() > 0 and w[3:5, 3:5].min() > 0.9
+
+
+def _classification_result() -> ResultGrid:
+    grid = PatchGrid(l0_patch=224, l0_stride=224, l0_origin=(0, 0), p_cols=4, p_rows=3)
+    rng = np.random.default_rng(0)
+    p = rng.random((10, 1)).astype(np.float32)
+    ij = [(c, r) for r in range(3) for c in range(4)][:10]
+    return collect([batch(grid, ij, np.hstack([1 - p, p]), background=[(2, 2), (3, 2)])])  # type: ignore[return-value]
+
+
+def test_cache_round_trip_miss_and_corruption(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    result = _classification_result()
+    key = ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.0, "grid": result.grid.to_dict()})
+    assert key != ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.5})
+    assert cache.load(key) is None
+    cache.save(key, result, {"elapsed_s": 1.5})
+    hit = cache.load(key)
+    assert hit is not None and hit.meta == {"elapsed_s": 1.5}
+    assert isinstance(hit.result, ResultGrid) and hit.result.grid == result.grid
+    np.testing.assert_array_equal(hit.result.probabilities(), result.probabilities())
+    np.testing.assert_array_equal(hit.result.background, result.background)
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+    (tmp_path / "cache" / f"{key}.npz").write_bytes(b"not a zip")
+    assert cache.load(key) is None
+
+
+def test_cache_defaults_to_the_user_data_dir(_isolated_user_data: Path) -> None:
+    assert ResultCache().folder == _isolated_user_data / "cache" / "results"
+
+
+def test_segmentation_result_survives_the_cache(tmp_path: Path) -> None:
+    grid = PatchGrid(l0_patch=32, l0_stride=32, l0_origin=(64, 0), p_cols=2, p_rows=1)
+    seg = SegmentationMap(grid, NAMES, l0_per_px=4.0, tile_px=8)
+    seg.add(batch(grid, [(1, 0)], np.full((1, 2, 8, 8), 0.5), l0_per_px=4.0))
+    cache = ResultCache(tmp_path)
+    key = ResultCache.key("s", "m", {})
+    cache.save(key, seg)
+    hit = cache.load(key)
+    assert hit is not None and isinstance(hit.result, SegmentationMap)
+    assert hit.result.l0_per_px == 4.0
+    np.testing.assert_array_equal(hit.result.probabilities(), seg.probabilities())
+
+
+def test_csv_has_wsinfer_columns_one_row_per_patch(tmp_path: Path) -> None:
+    result = _classification_result()
+    path = tmp_path / "s.csv"
+    assert write_csv(path, result) == 10
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["minx", "miny", "width", "height", "prob_benign", "prob_tumour"]
+    assert rows[5]["minx"] == "224" and rows[5]["miny"] == "224" and rows[5]["width"] == "224"
+    total = float(rows[5]["prob_benign"]) + float(rows[5]["prob_tumour"])
+    assert total == pytest.approx(1.0, abs=2e-6)
+
+
+def test_geojson_is_a_qupath_feature_collection(tmp_path: Path) -> None:
+    result = _classification_result()
+    path = tmp_path / "s.geojson"
+    assert write_geojson(path, result) == 10
+    doc = json.loads(path.read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 10
+    feature = doc["features"][1]
+    ring = feature["geometry"]["coordinates"][0]
+    assert feature["geometry"]["type"] == "Polygon"
+    assert ring[0] == ring[-1] == [224, 0] and ring[2] == [448, 224]
+    props = feature["properties"]
+    assert props["objectType"] == "tile"
+    assert set(props["measurements"]) == {"prob_benign", "prob_tumour"}
+    best = max(props["measurements"], key=props["measurements"].get)
+    assert props["classification"]["name"] == best.removeprefix("prob_")
+    assert len(props["classification"]["color"]) == 3
+
+
+def test_heatmap_tiff_is_pyramidal_with_geometry(tmp_path: Path) -> None:
+    grid = PatchGrid(l0_patch=100, l0_stride=100, l0_origin=(0, 0), p_cols=600, p_rows=300)
+    result = ResultGrid(grid, NAMES)
+    ij = [(c, 7) for c in range(600)]
+    p = np.linspace(0, 1, 600, dtype=np.float32)[:, None]
+    result.add(batch(grid, ij, np.hstack([1 - p, p])))
+    path = tmp_path / "h.tiff"
+    geometry = write_heatmap_tiff(path, result, mpp=0.5, extra={"slide": "x.svs"})
+    assert geometry["l0_per_px"] == 100.0 and geometry["slide"] == "x.svs"
+    assert read_heatmap_geometry(path)["class_name"] == "tumour"
+    with tifffile.TiffFile(path) as tif:
+        shapes = [page.shape for page in tif.pages]
+        assert shapes == [(300, 600), (150, 300), (75, 150)]
+        assert tif.pages[0].is_tiled
+        data = tif.pages[0].asarray()
+        res = tif.pages[0].tags["XResolution"].value
+    assert data[7, 0] == 0 and data[7, -1] == 255 and data[0, 0] == 0
+    assert res[0] / res[1] == pytest.approx(1e4 / 50.0)
+
+
+def test_output_paths_and_json(tmp_path: Path) -> None:
+    paths = OutputPaths.for_slide(tmp_path, "slide1")
+    assert paths.heatmap.name == "slide1.heatmap.tiff" and paths.metadata.name == "slide1.run.json"
+    write_json(paths.metadata, {"a": float("nan"), "b": np.float32(0.5), "p": tmp_path})
+    assert json.loads(paths.metadata.read_text()) == {"a": None, "b": 0.5, "p": str(tmp_path)}
