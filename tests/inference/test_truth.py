@@ -1,0 +1,112 @@
+"""Ground truth loading: mask images at a stated or inferred scale, GeoJSON polygons with
+holes and classes, and clear refusals for files that are not ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.geometry import Rect
+from inference.truth import TruthError, load_truth
+
+
+def _square(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def _feature(rings: list[list[list[float]]], name: str = "Tumour") -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": rings},
+        "properties": {"objectType": "annotation", "classification": {"name": name}},
+    }
+
+
+def test_mask_scale_is_inferred_from_its_size(tmp_path: Path) -> None:
+    mask = np.zeros((50, 100), np.uint8)
+    mask[10:20, 30:60] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    truth = load_truth(tmp_path / "m.png", (1000, 500))
+    assert truth.l0_per_px == pytest.approx(10.0)
+    assert truth.fraction_in(Rect(300, 100, 300, 100)) == 1.0
+    assert truth.fraction_in(Rect(0, 0, 100, 100)) == 0.0
+    assert truth.fraction_in(Rect(5000, 5000, 10, 10)) == 0.0
+
+
+def test_mask_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(tmp_path / "square.png")
+    with pytest.raises(TruthError, match=r"square\.png.*does not match the slide"):
+        load_truth(tmp_path / "square.png", (1000, 500))
+
+
+def test_geojson_polygons_with_holes_and_classes(tmp_path: Path) -> None:
+    data = {
+        "type": "FeatureCollection",
+        "features": [
+            _feature([_square(0, 0, 400, 400), _square(100, 100, 300, 300)]),
+            _feature([_square(600, 0, 800, 200)], name="Stroma"),
+        ],
+    }
+    path = tmp_path / "t.geojson"
+    path.write_text(json.dumps(data))
+    truth = load_truth(path, (1000, 500), class_name="tumour", l0_per_px=10)
+    assert truth.mask.shape == (50, 100)
+    # cv2 counts the pixels an edge passes through as inside: allow one pixel of slack
+    assert truth.mask[:39, :39].sum() == 39 * 39 - 19 * 19
+    assert not truth.mask[11:29, 11:29].any()  # the hole stays empty
+    assert not truth.mask[:, 60:].any()  # stroma filtered out
+    everything = load_truth(path, (1000, 500), l0_per_px=10)
+    assert everything.mask[:20, 60:80].all()
+
+
+def test_resampling_to_another_grid(tmp_path: Path) -> None:
+    path = tmp_path / "t.geojson"
+    path.write_text(json.dumps([_feature([_square(0, 0, 200, 200)])]))
+    truth = load_truth(path, (400, 400), l0_per_px=4)
+    grid = truth.resampled((4, 4), 100.0)
+    assert grid.tolist() == [[True, True, False, False]] * 2 + [[False] * 4] * 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"type": "Point"}', "expected a GeoJSON FeatureCollection"),
+        ('{"type": "FeatureCollection", "features": 3}', "without a 'features' list"),
+        (
+            '[{"type": "Feature", "geometry": '
+            '{"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}]',
+            "feature 0: a ring has 2 points",
+        ),
+        (
+            '[{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": '
+            "[[[0, 0], [1e300, 1], [1, 1], [0, 0]]]}}]",
+            "feature 0: coordinates must be finite",
+        ),
+        (
+            '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}]',
+            "no polygon features",
+        ),
+    ],
+)
+def test_bad_geojson_is_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.geojson"
+    path.write_text(content)
+    with pytest.raises(TruthError, match=message) as info:
+        load_truth(path, (100, 100))
+    assert "bad.geojson" in str(info.value)
+
+
+def test_missing_and_unknown_files(tmp_path: Path) -> None:
+    with pytest.raises(TruthError, match="no such file"):
+        load_truth(tmp_path / "nope.png", (10, 10))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(TruthError, match="unknown ground-truth type"):
+        load_truth(tmp_path / "notes.txt", (10, 10))
+    (tmp_path / "fake.png").write_text("not an image")
+    with pytest.raises(TruthError, match="not a readable image"):
+        load_truth(tmp_path / "fake.png", (10, 10))
