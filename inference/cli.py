@@ -17,10 +17,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "inference.slides.synth_cli",
     "inference.infer_cli",
     "inference.models.models_cli",
+    "inference.explain_cli",
 )
 
 #: Modules that define ``add_bench_parser(bench_subparsers) -> None``.
-BENCH_MODULES: tuple[str, ...] = ("inference.bench_inference",)
+BENCH_MODULES: tuple[str, ...] = (
+    "inference.bench_inference",
+    "inference.bench_cam",
+    "inference.explain_pointing",
+)
 
 
 def build_parser(
