@@ -22,15 +22,17 @@ import hashlib
 import json
 import logging
 import math
-import os
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+# atomic_write and atomic_write_text moved to inference.atomic_io; they stay importable
+# from here because export_results and older callers import them from this module.
+from inference.atomic_io import atomic_write, atomic_write_text
+from inference.geometry import Rect
 from inference.patches import PatchGrid
 
 if TYPE_CHECKING:
@@ -94,10 +96,55 @@ class _PatchResults:
 
     def heatmap(self, class_index: int = -1) -> tuple[np.ndarray, tuple[float, float], float]:
         """One class's probabilities as an image, its level-0 origin and level-0 px per pixel."""
+        origin, l0_per_px = self.raster_geometry()
+        return self.probabilities()[class_index], origin, l0_per_px
+
+    def raster_geometry(self) -> tuple[tuple[float, float], float]:
+        """Level-0 top-left of pixel ``(0, 0)`` of :meth:`probabilities`, and level-0 px
+        per pixel."""
         raise NotImplementedError
 
-    def probabilities(self) -> np.ndarray:
+    @property
+    def raster_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of :meth:`probabilities`."""
         raise NotImplementedError
+
+    def probabilities(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """``(C, h, w)`` float32 probabilities (of the window ``rows`` x ``cols``), NaN
+        where there is no value."""
+        raise NotImplementedError
+
+    def raster_window(self, l0_rect: Rect) -> tuple[slice, slice]:
+        """The ``(rows, cols)`` slices of the raster pixels that ``l0_rect`` touches
+        (clipped; empty slices when it misses the raster)."""
+        (o_x, o_y), l0_per_px = self.raster_geometry()
+        n_rows, n_cols = self.raster_shape
+        c0 = min(n_cols, max(0, math.floor((l0_rect.x - o_x) / l0_per_px)))
+        r0 = min(n_rows, max(0, math.floor((l0_rect.y - o_y) / l0_per_px)))
+        c1 = min(n_cols, max(c0, math.ceil((l0_rect.right - o_x) / l0_per_px)))
+        r1 = min(n_rows, max(r0, math.ceil((l0_rect.bottom - o_y) / l0_per_px)))
+        return slice(r0, r1), slice(c0, c1)
+
+    def values_at(self, l0_x: float, l0_y: float) -> np.ndarray | None:
+        """``(C,)`` probabilities of the raster pixel under a level-0 point, or ``None``
+        outside the raster or where there is no value."""
+        (o_x, o_y), l0_per_px = self.raster_geometry()
+        col = math.floor((l0_x - o_x) / l0_per_px)
+        row = math.floor((l0_y - o_y) / l0_per_px)
+        n_rows, n_cols = self.raster_shape
+        if not (0 <= row < n_rows and 0 <= col < n_cols):
+            return None
+        values = self.probabilities(slice(row, row + 1), slice(col, col + 1))[:, 0, 0]
+        return values if np.isfinite(values).all() else None
+
+    def batch_l0_bounds(self, batch: BatchResult) -> Rect | None:
+        """The level-0 rectangle a batch's patches cover (``None`` for an empty batch)."""
+        if len(batch.p_ij) == 0:
+            return None
+        xy = np.asarray(batch.l0_xy)
+        x0, y0 = xy.min(axis=0)
+        x1, y1 = xy.max(axis=0) + self.grid.l0_patch
+        return Rect(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
     def argmax(self) -> np.ndarray:
         """The most probable class per cell or pixel (int16), -1 where there is no value."""
@@ -177,11 +224,14 @@ class ResultGrid(_PatchResults):
             self.sums[:, rows[ok], cols[ok]] += w * probs[:, ok]
             self.weights[rows[ok], cols[ok]] += w
 
-    def probabilities(self) -> np.ndarray:
-        """``(C, p_rows, p_cols)`` float32 averaged probabilities, NaN where none."""
-        out = np.full(self.sums.shape, np.nan, np.float32)
-        has = (self.weights > 0) & ~self.background
-        out[:, has] = (self.sums[:, has] / self.weights[has]).astype(np.float32)
+    def probabilities(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """``(C, p_rows, p_cols)`` float32 averaged probabilities (or a window of them),
+        NaN where none."""
+        sums = self.sums[:, rows, cols]
+        weights = self.weights[rows, cols]
+        out = np.full(sums.shape, np.nan, np.float32)
+        has = (weights > 0) & ~self.background[rows, cols]
+        out[:, has] = (sums[:, has] / weights[has]).astype(np.float32)
         return out
 
     def cell_l0_origin(self) -> tuple[float, float]:
@@ -189,12 +239,12 @@ class ResultGrid(_PatchResults):
         margin = (self.grid.l0_patch - self.grid.l0_stride) / 2.0
         return self.grid.l0_origin[0] + margin, self.grid.l0_origin[1] + margin
 
-    def heatmap(self, class_index: int = -1) -> tuple[np.ndarray, tuple[float, float], float]:
-        return (
-            self.probabilities()[class_index],
-            self.cell_l0_origin(),
-            float(self.grid.l0_stride),
-        )
+    def raster_geometry(self) -> tuple[tuple[float, float], float]:
+        return self.cell_l0_origin(), float(self.grid.l0_stride)
+
+    @property
+    def raster_shape(self) -> tuple[int, int]:
+        return self.grid.p_rows, self.grid.p_cols
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {**super().arrays(), "sums": self.sums, "weights": self.weights}
@@ -250,16 +300,22 @@ class SegmentationMap(_PatchResults):
             self.sums[:, m_y : m_y + h, m_x : m_x + w] += tiles[k, :, :h, :w] * win
             self.weights[m_y : m_y + h, m_x : m_x + w] += win
 
-    def probabilities(self) -> np.ndarray:
-        """``(C, H, W)`` float32 blended probabilities, NaN where no tile reached."""
-        out = np.full(self.sums.shape, np.nan, np.float32)
-        has = self.weights > 0
-        out[:, has] = self.sums[:, has] / self.weights[has]
+    def probabilities(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """``(C, H, W)`` float32 blended probabilities (or a window of them), NaN where no
+        tile reached."""
+        sums = self.sums[:, rows, cols]
+        weights = self.weights[rows, cols]
+        out = np.full(sums.shape, np.nan, np.float32)
+        has = weights > 0
+        out[:, has] = sums[:, has] / weights[has]
         return out
 
-    def heatmap(self, class_index: int = -1) -> tuple[np.ndarray, tuple[float, float], float]:
-        origin = (float(self.grid.l0_origin[0]), float(self.grid.l0_origin[1]))
-        return self.probabilities()[class_index], origin, self.l0_per_px
+    def raster_geometry(self) -> tuple[tuple[float, float], float]:
+        return (float(self.grid.l0_origin[0]), float(self.grid.l0_origin[1])), self.l0_per_px
+
+    @property
+    def raster_shape(self) -> tuple[int, int]:
+        return self.weights.shape[0], self.weights.shape[1]
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "l0_per_px": self.l0_per_px, "tile_px": self.tile_px}
@@ -307,31 +363,6 @@ def result_from_arrays(
         raise ValueError(f"unknown task {meta['task']!r}")
     result._load_arrays(arrays)
     return result
-
-
-# -- atomic files -----------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a file through ``write(fh)`` into a temporary sibling, then rename it in place.
-
-    A crash or a full disk leaves the old file (or none), never a truncated one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as fh:  # honours the umask, unlike mkstemp's 0600
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 # -- cache ------------------------------------------------------------------------------
@@ -409,6 +440,25 @@ class ResultCache:
             log.warning("ignoring unreadable result cache entry %s: %s", json_path.name, exc)
             return None
         return CachedResult(result=result, meta=dict(doc.get("meta", {})))
+
+    def entries_for(self, source_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(key, meta)`` of every stored result whose meta names ``source_id``, newest
+        first.  Unreadable entries are skipped."""
+        found: list[tuple[float, str, dict[str, Any]]] = []
+        if not self.folder.is_dir():
+            return []
+        for json_path in self.folder.glob("*.json"):
+            try:
+                doc = json.loads(json_path.read_text("utf-8"))
+                meta = doc.get("meta", {})
+                if doc.get("format") != CACHE_FORMAT or not isinstance(meta, dict):
+                    continue
+                if meta.get("source_id") == source_id:
+                    found.append((json_path.stat().st_mtime, str(doc["key"]), meta))
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring unreadable result cache entry %s: %s", json_path.name, exc)
+        found.sort(key=lambda item: item[0], reverse=True)
+        return [(key, meta) for _, key, meta in found]
 
     def discard(self, key: str) -> None:
         for path in self._paths(key):

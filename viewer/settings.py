@@ -24,6 +24,8 @@ class Settings:
 
     recent_files: list[str] = field(default_factory=list)
     tile_cache_mb: int = 512
+    #: Model folders the user added with "Add model folder…" (besides the user models dir).
+    model_folders: list[str] = field(default_factory=list)
 
     def add_recent(self, path: Path) -> None:
         """Put ``path`` first in the recent list (once), keeping at most ``MAX_RECENT``."""
@@ -50,6 +52,9 @@ def load_settings(path: Path | None = None) -> Settings:
     recent = raw.get("recent_files") if isinstance(raw, dict) else None
     if isinstance(recent, list):
         settings.recent_files = [p for p in recent if isinstance(p, str)][:MAX_RECENT]
+    folders = raw.get("model_folders") if isinstance(raw, dict) else None
+    if isinstance(folders, list):
+        settings.model_folders = [p for p in folders if isinstance(p, str)]
     cache_mb = raw.get("tile_cache_mb") if isinstance(raw, dict) else None
     if isinstance(cache_mb, int) and MIN_CACHE_MB <= cache_mb <= MAX_CACHE_MB:
         settings.tile_cache_mb = cache_mb

@@ -3,56 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from pytestqt.qtbot import QtBot
 
 from inference.slides import SlideSource, open_slide
+from tests.qt.qt_helpers import TIMEOUT_MS
+from tests.qt.qt_helpers import grab as _grab
+from tests.qt.qt_helpers import open_slide_in as _open
+from tests.qt.qt_helpers import tissue_fraction as _tissue_fraction
 from viewer.qt import slide_opener
 from viewer.qt.main_window import MainWindow
-from viewer.settings import Settings
-
-TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def window(qtbot: QtBot) -> Iterator[MainWindow]:
-    win = MainWindow(Settings())
-    qtbot.addWidget(win)
-    win.resize(1000, 700)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
-
-
-def _open(qtbot: QtBot, window: MainWindow, path: Path) -> None:
-    window.open_path(path)
-    qtbot.waitUntil(
-        lambda: window.current is not None and window.current.path == path, timeout=TIMEOUT_MS
-    )
-    qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
-
-
-def _grab(window: MainWindow) -> np.ndarray:
-    image = window.canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
-    ptr = image.constBits()
-    arr = np.frombuffer(ptr, np.uint8, image.sizeInBytes()).reshape(
-        image.height(), image.bytesPerLine()
-    )
-    return arr[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
-
-
-def _tissue_fraction(rgb: np.ndarray) -> float:
-    """Share of pixels that look like stained tissue (not glass, not the dark background)."""
-    rgb = rgb.astype(np.int16)
-    saturation = rgb.max(axis=2) - rgb.min(axis=2)
-    return float(((saturation > 25) & (rgb.max(axis=2) > 60)).mean())
 
 
 def test_open_shows_tissue_not_blank(

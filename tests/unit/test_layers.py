@@ -7,9 +7,11 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from inference.geometry import Rect
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.colormaps import apply_colormap, class_colour, lut
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+from viewer.layers.legend import ClassLegend, ColourBarLegend
 from viewer.layers.masks import MaskLayer
 
 
@@ -17,17 +19,30 @@ class _Grid:
     """A tiny result: 2 classes on a 2 x 3 grid of 100 px cells starting at (50, 0)."""
 
     task: ClassVar[str] = "classification"
+    raster_shape = (2, 3)
 
     def __init__(self) -> None:
         self.class_names = ("other", "tumour")
         tumour = np.array([[0.1, 0.9, np.nan], [0.6, 0.2, 0.4]], np.float32)
         self.probs = np.stack([1 - tumour, tumour])
 
-    def probabilities(self) -> np.ndarray:
-        return self.probs.copy()
+    def probabilities(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return self.probs[:, rows, cols].copy()
 
-    def heatmap(self, class_index: int = -1) -> tuple[np.ndarray, tuple[float, float], float]:
-        return self.probs[class_index], (50.0, 0.0), 100.0
+    def raster_geometry(self) -> tuple[tuple[float, float], float]:
+        return (50.0, 0.0), 100.0
+
+    def raster_window(self, l0_rect: Rect) -> tuple[slice, slice]:
+        c0, c1 = int((l0_rect.x - 50) // 100), int(-(-(l0_rect.right - 50) // 100))
+        r0, r1 = int(l0_rect.y // 100), int(-(-l0_rect.bottom // 100))
+        return slice(max(0, r0), min(2, r1)), slice(max(0, c0), min(3, c1))
+
+    def values_at(self, l0_x: float, l0_y: float) -> np.ndarray | None:
+        col, row = int((l0_x - 50) // 100), int(l0_y // 100)
+        if not (0 <= row < 2 and 0 <= col < 3) or l0_x < 50:
+            return None
+        values = self.probs[:, row, col]
+        return values if np.isfinite(values).all() else None
 
 
 def test_layer_events_fire_once_per_real_change() -> None:
@@ -97,6 +112,41 @@ def test_heatmap_colour_image_and_cache_invalidation() -> None:
     argmax = layer.colour_image()
     assert tuple(argmax.rgba[0, 1, :3]) == class_colour(1)
     assert argmax.rgba[0, 0, 3] == 255 and tuple(argmax.rgba[0, 0, :3]) == class_colour(0)
+
+
+def test_heatmap_recolours_only_what_a_batch_touched() -> None:
+    grid = _Grid()
+    layer = HeatmapLayer("model", grid)
+    first = layer.colour_image()
+    before = first.rgba.copy()
+    events: list[str] = []
+    layer.changed.connect(events.append)
+    grid.probs[:, 0, 2] = [0.0, 1.0]  # the NaN cell gets a value
+    grid.probs[:, 1, 0] = [1.0, 0.0]  # changed, but outside the notified area
+    layer.notify_data_changed(Rect(250, 0, 100, 100))
+    assert events == ["data"]
+    second = layer.colour_image()
+    assert second.version != first.version
+    assert second.rgba[0, 2, 3] == 255
+    np.testing.assert_array_equal(second.rgba[1, 0], before[1, 0])  # untouched
+    layer.notify_data_changed()  # everything
+    np.testing.assert_array_equal(layer.colour_image().rgba[1, 0, :3], lut("viridis")[0])
+
+
+def test_heatmap_legend_follows_the_settings() -> None:
+    layer = HeatmapLayer("model", _Grid())
+    bar = layer.legend()
+    assert isinstance(bar, ColourBarLegend)
+    assert (bar.colormap, bar.vmin, bar.vmax, bar.label) == (
+        "viridis",
+        0.0,
+        1.0,
+        "tumour probability",
+    )
+    layer.class_index = ARGMAX
+    classes = layer.legend()
+    assert isinstance(classes, ClassLegend)
+    assert classes.entries == (("other", class_colour(0)), ("tumour", class_colour(1)))
 
 
 def test_heatmap_values_at() -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
+from inference.geometry import Rect
 from viewer.layers.base import Layer
-from viewer.layers.colormaps import CONTINUOUS, apply_class_palette, apply_colormap
+from viewer.layers.colormaps import (
+    CONTINUOUS,
+    apply_class_palette,
+    apply_colormap,
+    class_colour,
+)
+from viewer.layers.legend import ClassLegend, ColourBarLegend, Legend
 
 Interpolation = Literal["nearest", "smooth"]
 #: Events that change how a layer is composited, not its colour image.
@@ -20,14 +26,25 @@ ARGMAX = -1
 
 
 class GridResult(Protocol):
-    """What a heatmap needs of an inference result (``inference.results`` provides it)."""
+    """What a heatmap needs of a result raster (``inference.results`` provides it).
+
+    The raster has ``raster_shape`` pixels; pixel ``(0, 0)`` starts at level-0
+    ``raster_geometry()[0]`` and each pixel is ``raster_geometry()[1]`` level-0 px wide.
+    """
 
     task: ClassVar[str]
     class_names: tuple[str, ...]
 
-    def probabilities(self) -> np.ndarray: ...
+    @property
+    def raster_shape(self) -> tuple[int, int]: ...
 
-    def heatmap(self, class_index: int = -1) -> tuple[np.ndarray, tuple[float, float], float]: ...
+    def raster_geometry(self) -> tuple[tuple[float, float], float]: ...
+
+    def probabilities(self, rows: slice = ..., cols: slice = ...) -> np.ndarray: ...
+
+    def raster_window(self, l0_rect: Rect) -> tuple[slice, slice]: ...
+
+    def values_at(self, l0_x: float, l0_y: float) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,8 @@ class HeatmapLayer(Layer):
     Display settings: ``class_index`` (or :data:`ARGMAX`), ``colormap``, ``vmin`` /
     ``vmax``, ``threshold`` (hide values below; ``None`` shows all), ``interpolation``
     (``"nearest"`` shows true patches, ``"smooth"`` blends them).  The result may grow
-    while a job runs: call :meth:`notify_data_changed` after folding a batch.
+    while a job runs: call :meth:`notify_data_changed` with the level-0 area a batch
+    touched, and only that part is recoloured on the next :meth:`colour_image`.
     """
 
     kind = "heatmap"
@@ -68,22 +86,28 @@ class HeatmapLayer(Layer):
         class_index: int | None = None,
         colormap: str = "viridis",
         opacity: float = 0.5,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        value_label: str = "probability",
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(name, opacity=opacity)
         self.result = result
         n = len(result.class_names)
         self._class_index = (n - 1 if n > 1 else 0) if class_index is None else class_index
+        if colormap not in CONTINUOUS:
+            raise ValueError(f"unknown colormap {colormap!r}")
         self._colormap = colormap
-        self._vmin = 0.0
-        self._vmax = 1.0
+        self._vmin, self._vmax = float(value_range[0]), float(value_range[1])
         self._threshold: float | None = None
         self._interpolation: Interpolation = "nearest"
+        self.value_label = value_label
         self.provenance: dict[str, Any] = dict(provenance or {})
         self.progress: tuple[int, int] | None = None  # (done, total) while a job runs
         self._version = 0
         self._cached: ColourImage | None = None
-        self._probabilities: np.ndarray | None = None
+        self._rgba: np.ndarray | None = None
+        self._full_recolour = True
+        self._dirty: tuple[slice, slice] | None = None
 
     # -- settings ---------------------------------------------------------------------
     @property
@@ -125,8 +149,7 @@ class HeatmapLayer(Layer):
             raise ValueError(f"range minimum {vmin} must be below maximum {vmax}")
         if (vmin, vmax) != (self._vmin, self._vmax):
             self._vmin, self._vmax = vmin, vmax
-            self._version += 1
-            self.changed.emit("value_range")
+            self._settings_changed("value_range")
 
     @property
     def threshold(self) -> float | None:
@@ -146,37 +169,57 @@ class HeatmapLayer(Layer):
             raise ValueError(f"interpolation must be 'nearest' or 'smooth', not {value!r}")
         self._set("_interpolation", value, "interpolation")
 
+    def settings(self) -> dict[str, Any]:
+        """The display settings, for provenance sidecars and exports."""
+        return {
+            "class": "argmax"
+            if self._class_index == ARGMAX
+            else self.class_names[self._class_index],
+            "colormap": self._colormap,
+            "range": [self._vmin, self._vmax],
+            "threshold": self._threshold,
+            "interpolation": self._interpolation,
+            "opacity": self.opacity,
+            "visible": self.visible,
+        }
+
     # -- data -------------------------------------------------------------------------
-    def notify_data_changed(self) -> None:
-        """The result gained values (a batch was folded in): recolour on next paint."""
-        self._probabilities = None
+    def notify_data_changed(self, l0_rect: Rect | None = None) -> None:
+        """The result gained values inside ``l0_rect`` (everywhere when ``None``):
+        recolour that part on the next paint."""
+        if l0_rect is None:
+            self._full_recolour = True
+        else:
+            rows, cols = self.result.raster_window(l0_rect)
+            if rows.start == rows.stop or cols.start == cols.stop:
+                return
+            if self._dirty is not None:
+                old_r, old_c = self._dirty
+                rows = slice(min(rows.start, old_r.start), max(rows.stop, old_r.stop))
+                cols = slice(min(cols.start, old_c.start), max(cols.stop, old_c.stop))
+            self._dirty = (rows, cols)
         self._version += 1
         self.changed.emit("data")
 
     def _set(self, attribute: str, value: object, event: str) -> None:
         if getattr(self, attribute) != value:
             setattr(self, attribute, value)
-            if event not in _NON_PIXEL_EVENTS:
-                self._version += 1
-            self.changed.emit(event)
+            if event in _NON_PIXEL_EVENTS:
+                self.changed.emit(event)
+            else:
+                self._settings_changed(event)
+
+    def _settings_changed(self, event: str) -> None:
+        self._full_recolour = True
+        self._version += 1
+        self.changed.emit(event)
 
     def probabilities(self) -> np.ndarray:
-        """``(C, h, w)`` probabilities, NaN where nothing was computed (cached)."""
-        if self._probabilities is None:
-            self._probabilities = self.result.probabilities()
-        return self._probabilities
+        """``(C, h, w)`` probabilities, NaN where nothing was computed."""
+        return self.result.probabilities()
 
-    def _geometry(self) -> tuple[tuple[float, float], float]:
-        _, origin, l0_per_px = self.result.heatmap(0)
-        return origin, l0_per_px
-
-    def colour_image(self) -> ColourImage:
-        """The layer as RGBA, recomputed only after data or a colour setting changed."""
-        key_version = self._version
-        if self._cached is not None and self._cached.version == key_version:
-            return self._cached
-        probs = self.probabilities()
-        (l0_x, l0_y), l0_per_px = self._geometry()
+    def _colour(self, probs: np.ndarray) -> np.ndarray:
+        """Premultiplied RGBA (alpha 0 or 255) of a ``(C, h, w)`` window of probabilities."""
         if self._class_index == ARGMAX:
             filled = np.isfinite(probs).all(axis=0)
             classes = np.where(filled, np.nan_to_num(probs, nan=-1).argmax(axis=0), -1)
@@ -189,18 +232,44 @@ class HeatmapLayer(Layer):
             rgba = apply_colormap(
                 probs[self._class_index], self._colormap, self._vmin, self._vmax, self._threshold
             )
-        self._cached = ColourImage(rgba, l0_x, l0_y, l0_per_px, key_version)
+        rgba[rgba[..., 3] == 0] = 0
+        return rgba
+
+    def colour_image(self) -> ColourImage:
+        """The layer as premultiplied RGBA; only what changed since the last call is
+        recoloured (the whole image after a setting changed)."""
+        if self._cached is not None and self._cached.version == self._version:
+            return self._cached
+        if self._full_recolour or self._rgba is None:
+            self._rgba = self._colour(self.result.probabilities())
+        elif self._dirty is not None:
+            rows, cols = self._dirty
+            self._rgba[rows, cols] = self._colour(self.result.probabilities(rows, cols))
+        self._full_recolour = False
+        self._dirty = None
+        (l0_x, l0_y), l0_per_px = self.result.raster_geometry()
+        self._cached = ColourImage(self._rgba, l0_x, l0_y, l0_per_px, self._version)
         return self._cached
 
     def values_at(self, l0_x: float, l0_y: float) -> dict[str, float] | None:
         """Class probabilities under a level-0 point, or ``None`` where there are none."""
-        probs = self.probabilities()
-        (o_x, o_y), l0_per_px = self._geometry()
-        col = math.floor((l0_x - o_x) / l0_per_px)
-        row = math.floor((l0_y - o_y) / l0_per_px)
-        if not (0 <= row < probs.shape[1] and 0 <= col < probs.shape[2]):
-            return None
-        values = probs[:, row, col]
-        if not np.isfinite(values).all():
+        values = self.result.values_at(l0_x, l0_y)
+        if values is None:
             return None
         return {name: float(v) for name, v in zip(self.class_names, values, strict=True)}
+
+    def legend(self) -> Legend:
+        """What the colours mean: a colour bar, or the class colours of the argmax map."""
+        if self._class_index == ARGMAX:
+            return ClassLegend(
+                self.name,
+                tuple((name, class_colour(k)) for k, name in enumerate(self.class_names)),
+            )
+        return ColourBarLegend(
+            self.name,
+            f"{self.class_names[self._class_index]} {self.value_label}",
+            self._colormap,
+            self._vmin,
+            self._vmax,
+            self._threshold,
+        )

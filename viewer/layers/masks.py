@@ -9,6 +9,7 @@ import numpy as np
 
 from viewer.layers.base import Layer
 from viewer.layers.heatmap import ColourImage
+from viewer.layers.legend import ClassLegend
 
 
 class MaskLayer(Layer):
@@ -81,6 +82,9 @@ class MaskLayer(Layer):
         self._cached = ColourImage(rgba, *self.l0_origin, self.l0_per_px, self._version)
         return self._cached
 
+    def legend(self) -> ClassLegend:
+        return ClassLegend(self.name, ((self.name, self._colour),))
+
     def value_at(self, l0_x: float, l0_y: float) -> bool | None:
         col = int((l0_x - self.l0_origin[0]) // self.l0_per_px)
         row = int((l0_y - self.l0_origin[1]) // self.l0_per_px)
@@ -109,6 +113,9 @@ class PolygonLayer(Layer):
         self.colour = colour
         self.line_width = line_width
         self.provenance = dict(provenance or {})
+
+    def legend(self) -> ClassLegend:
+        return ClassLegend(self.name, ((self.name, self.colour),))
 
     def bounds(self) -> tuple[float, float, float, float] | None:
         """``(l0_x0, l0_y0, l0_x1, l0_y1)`` of all polygons, or ``None`` when empty."""

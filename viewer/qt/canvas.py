@@ -24,10 +24,13 @@ from PySide6.QtWidgets import QWidget
 
 from inference.geometry import Rect, magnification_at
 from inference.slides import SlideSource
+from viewer.export.legend_render import render_legends
 from viewer.layers.base import LayerStack
+from viewer.layers.legend import Legend
 from viewer.qt.layer_painters import LayerPainter
 from viewer.qt.scale_bar import paint_scale_bar
 from viewer.qt.tile_bridge import DecodedTile, TileBridge
+from viewer.qt.tools import CanvasTool
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TileGridSet, ViewPlan, plan_view
 from viewer.tiles.viewport import ViewportModel
@@ -39,6 +42,8 @@ WHEEL_ZOOM_PER_NOTCH = 1.25
 #: Keyboard pan step as a fraction of the view.
 KEY_PAN_FRACTION = 0.15
 
+#: At most this many legends are shown at once (the top layers').
+MAX_LEGENDS = 4
 #: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.
 OverlayPainter = Callable[[QPainter, "SlideCanvas"], None]
 
@@ -58,6 +63,7 @@ class SlideCanvas(QWidget):
     cursor_moved = Signal(float, float)  # level-0 x, y under the cursor
     cursor_left = Signal()
     view_changed = Signal()
+    tool_changed = Signal(object)  # the active CanvasTool or None
 
     def __init__(self, bridge: TileBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +81,10 @@ class SlideCanvas(QWidget):
             signal.connect(self._on_layers_changed)
         self.layers.layer_changed.connect(self._on_layers_changed)
         self.overlay_painters: list[OverlayPainter] = []
+        self.tool: CanvasTool | None = None
+        self.show_legend = True
+        self._legend_key: tuple[Legend, ...] = ()
+        self._legend_image: QImage | None = None
         self._drag_from: QPointF | None = None
         self.paint_count = 0
         #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
@@ -102,6 +112,18 @@ class SlideCanvas(QWidget):
         self.grids = None
         self.thumbnail = None
         self.plan = None
+        self.update()
+
+    def set_tool(self, tool: CanvasTool | None) -> None:
+        """Make ``tool`` take the left mouse button (``None``: back to panning)."""
+        if self.tool is not None and self.tool is not tool:
+            self.tool.cancel(self)
+        self.tool = tool
+        if tool is None:
+            self.unsetCursor()
+        else:
+            self.setCursor(tool.cursor)
+        self.tool_changed.emit(tool)
         self.update()
 
     # -- view updates -----------------------------------------------------------------
@@ -157,12 +179,51 @@ class SlideCanvas(QWidget):
             if self.plan is None:
                 self._request_tiles()
             self._paint_slide(painter)
-            self._layer_painter.paint(painter, self.layers, self.viewport.transform())
+            self._layer_painter.paint(
+                painter, self.layers, self.viewport.transform(), (self.width(), self.height())
+            )
             for paint_overlay in self.overlay_painters:
                 paint_overlay(painter, self)
+            if self.tool is not None:
+                self.tool.paint(painter, self)
             if self.show_scale_bar:
                 paint_scale_bar(painter, self.rect(), self.viewport.scale, self.source.info.mpp)
+            if self.show_legend:
+                self._paint_legend(painter)
         painter.end()
+
+    def legends(self) -> tuple[Legend, ...]:
+        """Legends of the visible layers that have one, top layer first."""
+        found: list[Legend] = []
+        for layer in reversed(list(self.layers)):
+            legend = getattr(layer, "legend", None)
+            if layer.visible and layer.opacity > 0 and callable(legend):
+                found.append(legend())
+        return tuple(found[:MAX_LEGENDS])
+
+    def _paint_legend(self, painter: QPainter) -> None:
+        legends = self.legends()
+        if legends != self._legend_key:
+            self._legend_key = legends
+            rgba = render_legends(legends)
+            self._legend_image = (
+                QImage(
+                    rgba.data,
+                    rgba.shape[1],
+                    rgba.shape[0],
+                    4 * rgba.shape[1],
+                    QImage.Format.Format_RGBA8888,
+                ).copy()
+                if rgba.size
+                else None
+            )
+        image = self._legend_image
+        if image is None:
+            return
+        margin = 14
+        painter.drawImage(
+            self.width() - image.width() - margin, self.height() - image.height() - margin, image
+        )
 
     def _paint_slide(self, painter: QPainter) -> None:
         assert self.source is not None and self.grids is not None and self.plan is not None
@@ -253,6 +314,8 @@ class SlideCanvas(QWidget):
         event.accept()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self.tool is not None and self.source is not None and self.tool.press(self, event):
+            return
         if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             self._drag_from = event.position()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
@@ -260,7 +323,9 @@ class SlideCanvas(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
-        if self._drag_from is not None:
+        if self.tool is not None and self._drag_from is None and self.tool.move(self, event):
+            pass
+        elif self._drag_from is not None:
             delta = pos - self._drag_from
             self._drag_from = pos
             self.viewport.pan_by_scr(delta.x(), delta.y())
@@ -269,11 +334,18 @@ class SlideCanvas(QWidget):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._drag_from is None and self.tool is not None and self.tool.release(self, event):
+            return
         self._drag_from = None
-        self.unsetCursor()
+        if self.tool is None:
+            self.unsetCursor()
+        else:
+            self.setCursor(self.tool.cursor)
         super().mouseReleaseEvent(event)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self.tool is not None:
+            return
         pos = event.position()
         out = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
         self.viewport.zoom_by(0.5 if out else 2.0, (pos.x(), pos.y()))
@@ -299,6 +371,8 @@ class SlideCanvas(QWidget):
             self.viewport.zoom_by(WHEEL_ZOOM_PER_NOTCH**-2)
         elif key == Qt.Key.Key_0:
             self.viewport.fit()
+        elif key == Qt.Key.Key_Escape and self.tool is not None:
+            self.set_tool(None)
         else:
             super().keyPressEvent(event)
 

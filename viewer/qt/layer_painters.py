@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 
-from inference.geometry import ViewTransform
+from inference.geometry import Rect, ViewTransform
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.heatmap import ColourImage, HeatmapLayer
 from viewer.layers.masks import MaskLayer, PolygonLayer
@@ -28,7 +29,9 @@ class _ImageCache:
             return cached[2]
         rgba = np.ascontiguousarray(colour.rgba)
         h, w = rgba.shape[:2]
-        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+        # colour images are premultiplied (transparent pixels are all zero), which Qt
+        # composites without converting the whole image on every paint
+        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888_Premultiplied)
         self._images[layer] = (colour.version, rgba, image)  # rgba keeps the pixels alive
         return image
 
@@ -38,8 +41,17 @@ class LayerPainter:
 
     def __init__(self) -> None:
         self._images = _ImageCache()
+        self._scr_size = (1, 1)
 
-    def paint(self, painter: QPainter, stack: LayerStack, transform: ViewTransform) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        stack: LayerStack,
+        transform: ViewTransform,
+        scr_size: tuple[int, int],
+    ) -> None:
+        """Paint every visible layer, bottom first, over a widget of ``scr_size``."""
+        self._scr_size = scr_size
         for layer in stack:
             if not layer.visible or layer.opacity <= 0:
                 continue
@@ -65,12 +77,24 @@ class LayerPainter:
         if colour.rgba.size == 0:
             return
         image = self._images.image_for(layer, colour)
-        scr_x, scr_y = transform.l0_to_scr(colour.l0_x, colour.l0_y)
-        target = QRectF(
-            scr_x, scr_y, colour.l0_width * transform.scale, colour.l0_height * transform.scale
-        )
+        # Only the image pixels on screen (plus one for smooth filtering) are drawn, so a
+        # deep zoom never asks Qt to scale the whole image to a huge target.
+        scr_w, scr_h = self._scr_size
+        l0_view = transform.scr_rect_to_l0(Rect(0, 0, scr_w, scr_h))
+        px = colour.l0_per_px
+        h, w = colour.rgba.shape[:2]
+        margin = 1 if smooth else 0
+        c0 = max(0, math.floor((l0_view.x - colour.l0_x) / px) - margin)
+        r0 = max(0, math.floor((l0_view.y - colour.l0_y) / px) - margin)
+        c1 = min(w, math.ceil((l0_view.right - colour.l0_x) / px) + margin)
+        r1 = min(h, math.ceil((l0_view.bottom - colour.l0_y) / px) + margin)
+        if c1 <= c0 or r1 <= r0:
+            return
+        scr_x, scr_y = transform.l0_to_scr(colour.l0_x + c0 * px, colour.l0_y + r0 * px)
+        scale = px * transform.scale
+        target = QRectF(scr_x, scr_y, (c1 - c0) * scale, (r1 - r0) * scale)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
-        painter.drawImage(target, image, QRectF(image.rect()))
+        painter.drawImage(target, image, QRectF(c0, r0, c1 - c0, r1 - r0))
 
     def _paint_polygons(
         self, painter: QPainter, layer: PolygonLayer, transform: ViewTransform

@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QImage,
     QKeySequence,
     QResizeEvent,
+    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from inference.geometry import scale_for_magnification
 from inference.slides import SlideSource
+from viewer.qt.analysis import AnalysisController
 from viewer.qt.canvas import SlideCanvas
 from viewer.qt.dialogs import SlidePropertiesDialog
 from viewer.qt.overview import OverviewMap
@@ -53,12 +55,14 @@ class MainWindow(QMainWindow):
         self.canvas = SlideCanvas(self.bridge, self)
         self.setCentralWidget(self.canvas)
         self.overview = OverviewMap(self.canvas.viewport, self.canvas)
+        self.analysis = AnalysisController(self, self.canvas, self.settings)
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
         self.current: OpenedSlide | None = None
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
+        self._warmed = False
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -66,6 +70,7 @@ class MainWindow(QMainWindow):
         self.canvas.view_changed.connect(self._update_view_status)
         self.canvas.cursor_moved.connect(self._update_cursor_status)
         self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
+        self.canvas.cursor_left.connect(lambda: self.analysis.values_label.setText(""))
         self.canvas.installEventFilter(self)
         self._update_actions()
 
@@ -147,6 +152,10 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.overview_action)
         view_menu.addAction(self.scale_bar_action)
+        for action in self.analysis.view_actions():
+            view_menu.addAction(action)
+        analysis_menu = bar.addMenu("&Analysis")
+        self.analysis.populate_menu(analysis_menu)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.controls_action)
 
@@ -200,6 +209,7 @@ class MainWindow(QMainWindow):
         previous = self.current
         self.current = opened
         self.last_error = None
+        self.analysis.slide_opened(opened)
         self.canvas.set_slide(opened.source, opened.thumbnail)
         self.overview.set_thumbnail(opened.thumbnail)
         self._place_overview()
@@ -234,6 +244,7 @@ class MainWindow(QMainWindow):
     def close_slide(self) -> None:
         if self.current is None:
             return
+        self.analysis.slide_closed()
         self.bridge.release_source(self.current.source)
         self.current = None
         self.canvas.clear_slide()
@@ -331,6 +342,7 @@ class MainWindow(QMainWindow):
         if info.mpp:
             text += f"  ({l0_x * info.mpp:,.1f}, {l0_y * info.mpp:,.1f} µm)"
         self.cursor_label.setText(text)
+        self.analysis.update_values(l0_x, l0_y)
 
     # -- dialogs ----------------------------------------------------------------------
     def show_properties(self) -> SlidePropertiesDialog | None:
@@ -355,7 +367,14 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     # -- closing ----------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._warmed:
+            self._warmed = True
+            self.analysis.warm_up()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.analysis.shutdown()
         self.opener.wait(5.0)
         self.bridge.shutdown()
         save_settings(self.settings)

@@ -1,0 +1,39 @@
+"""Helpers shared by the offscreen Qt tests: open a slide and wait, grab the canvas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtGui import QImage
+from pytestqt.qtbot import QtBot
+
+from viewer.qt.main_window import MainWindow
+
+TIMEOUT_MS = 20_000
+
+
+def open_slide_in(qtbot: QtBot, window: MainWindow, path: Path) -> None:
+    """Open ``path`` and wait until its visible tiles are painted sharp."""
+    window.open_path(path)
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.path == path, timeout=TIMEOUT_MS
+    )
+    qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+
+
+def grab(window: MainWindow) -> np.ndarray:
+    """The canvas as it is painted now, ``(h, w, 3)`` uint8 RGB."""
+    image = window.canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    ptr = image.constBits()
+    arr = np.frombuffer(ptr, np.uint8, image.sizeInBytes()).reshape(
+        image.height(), image.bytesPerLine()
+    )
+    return arr[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def tissue_fraction(rgb: np.ndarray) -> float:
+    """Share of pixels that look like stained tissue (not glass, not the dark background)."""
+    rgb = rgb.astype(np.int16)
+    saturation = rgb.max(axis=2) - rgb.min(axis=2)
+    return float(((saturation > 25) & (rgb.max(axis=2) > 60)).mean())

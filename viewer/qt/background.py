@@ -1,0 +1,70 @@
+"""Short jobs off the GUI thread (reading a ground-truth file, a tissue mask) with the
+answer delivered back on the GUI thread.  Model work goes to the inference worker."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundCalls(QObject):
+    """``call(fn, on_done, on_error)`` runs ``fn()`` on a daemon thread and then calls
+    ``on_done(result)`` or ``on_error(message)`` on the GUI thread.  Errors are caught
+    whatever their type, so a failing call never goes unnoticed or kills anything."""
+
+    _done = Signal(int, object)
+    _error = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._callbacks: dict[int, tuple[Callable[[Any], None], Callable[[str], None]]] = {}
+        self._threads: list[threading.Thread] = []
+        self._done.connect(self._on_done)
+        self._error.connect(self._on_error)
+
+    def call(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+        name: str = "slidelens-background",
+    ) -> int:
+        call_id = next(self._ids)
+        self._callbacks[call_id] = (on_done, on_error)
+
+        def work() -> None:
+            try:
+                result = fn()
+            except Exception as exc:
+                log.debug("background call %s failed", name, exc_info=True)
+                self._error.emit(call_id, str(exc) or type(exc).__name__)
+                return
+            self._done.emit(call_id, result)
+
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return call_id
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Join running calls (tests and shutdown)."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+
+    def _on_done(self, call_id: int, result: object) -> None:
+        callbacks = self._callbacks.pop(call_id, None)
+        if callbacks is not None:
+            callbacks[0](result)
+
+    def _on_error(self, call_id: int, message: str) -> None:
+        callbacks = self._callbacks.pop(call_id, None)
+        if callbacks is not None:
+            callbacks[1](message)
