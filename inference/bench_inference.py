@@ -71,12 +71,11 @@ def _default_slide() -> Path:
 
 def _default_model() -> str:
     """The first bundled classification model (the demo classifier)."""
-    from inference.models import list_models
+    from inference.models.registry import bundled_model
 
-    for entry in list_models():
-        card = entry.card
-        if entry.source == "bundled" and card is not None and card.task == "classification":
-            return str(entry.folder)
+    entry = bundled_model("classification")
+    if entry is not None:
+        return str(entry.folder)
     raise SystemExit("slidelens bench inference: no bundled classifier found; pass --model")
 
 

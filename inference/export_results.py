@@ -64,6 +64,7 @@ class OutputPaths:
     csv: Path
     geojson: Path
     heatmap: Path
+    result: Path
     metadata: Path
 
     @classmethod
@@ -72,11 +73,12 @@ class OutputPaths:
             csv=out_dir / f"{stem}.csv",
             geojson=out_dir / f"{stem}.geojson",
             heatmap=out_dir / f"{stem}.heatmap.tiff",
+            result=out_dir / f"{stem}.result.npz",
             metadata=out_dir / f"{stem}.run.json",
         )
 
     def all(self) -> tuple[Path, ...]:
-        return (self.csv, self.geojson, self.heatmap, self.metadata)
+        return (self.csv, self.geojson, self.heatmap, self.result, self.metadata)
 
 
 def write_csv(path: Path, result: InferenceResult) -> int:
@@ -195,6 +197,46 @@ def write_heatmap_tiff(
 
     atomic_write(path, write)
     return geometry
+
+
+def write_result_npz(path: Path, result: InferenceResult) -> None:
+    """The whole result (every class, overlap weights, background), exactly, so viewers,
+    ``slidelens evaluate`` and ``slidelens export`` can reload it with
+    :func:`read_result_npz`."""
+    meta = json.dumps(result.meta())
+    arrays = {**result.arrays(), "meta_json": np.frombuffer(meta.encode(), np.uint8)}
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
+
+
+def read_result_npz(path: Path) -> InferenceResult:
+    """A result written by :func:`write_result_npz`.  Raises ``ValueError`` naming the
+    file when it is not one (or is damaged)."""
+    from inference.results import result_from_arrays
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(arrays.pop("meta_json").tobytes().decode())
+        return result_from_arrays(meta, arrays)
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name}: not a readable SlideLens result file ({exc})") from exc
+
+
+def find_result(results_dir: Path, slide: Path) -> Path:
+    """The ``<stem>.result.npz`` that ``slidelens infer --out results_dir`` wrote for
+    ``slide``.  Raises ``FileNotFoundError`` naming what was looked for."""
+    name = slide.name
+    stem = next(
+        (name[: -len(s)] for s in (".ome.tiff", ".ome.tif") if name.lower().endswith(s)),
+        slide.stem,
+    )
+    path = Path(results_dir) / f"{stem}.result.npz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no results for {slide.name} in {results_dir} (expected {path.name}; "
+            f"run: slidelens infer {slide} --model NAME --out {results_dir})"
+        )
+    return path
 
 
 def read_heatmap_geometry(path: Path) -> dict[str, Any]:

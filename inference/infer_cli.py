@@ -1,7 +1,8 @@
 """``slidelens infer SLIDE... --model NAME|PATH --out DIR``: headless whole-slide inference.
 
 Per slide it writes ``<stem>.csv`` (one row per patch), ``<stem>.geojson`` (QuPath),
-``<stem>.heatmap.tiff`` (pyramidal probability of the last class) and
+``<stem>.heatmap.tiff`` (pyramidal probability of the last class), ``<stem>.result.npz``
+(the whole result, for ``slidelens evaluate`` / ``export`` and the viewer) and
 ``<stem>.run.json`` (model hash, parameters, versions, timings, counts), the JSON last.
 A slide whose JSON says it is complete is skipped, so an interrupted run resumes where
 it stopped (``--force`` recomputes).  A slide that fails is reported and the next one
@@ -259,7 +260,13 @@ def _run_slide(
     paths: OutputPaths,
 ) -> SlideRun:
     from inference.engine import InferenceJob, prepare
-    from inference.export_results import write_csv, write_geojson, write_heatmap_tiff, write_json
+    from inference.export_results import (
+        write_csv,
+        write_geojson,
+        write_heatmap_tiff,
+        write_json,
+        write_result_npz,
+    )
     from inference.results import ResultCache
     from inference.slides import open_slide
 
@@ -292,11 +299,22 @@ def _run_slide(
             else:
                 result, counts = _infer(prepared, slide, args.quiet)
                 if cache is not None and result is not None:
-                    cache.save(key, result, {"counts": counts, "slide": str(slide)})
+                    # the viewer restores cached results by these keys when the slide opens
+                    cache_meta = {
+                        "counts": counts,
+                        "slide": str(slide),
+                        "source_id": source.info.source_id,
+                        "model": Path(str(model.card.name)).name,
+                        "model_sha256": model.sha256,
+                        "scope": "slide" if args.region is None else "region",
+                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    }
+                    cache.save(key, result, cache_meta)
             t_export = time.perf_counter()
             assert result is not None
             write_csv(paths.csv, result)
             write_geojson(paths.geojson, result)
+            write_result_npz(paths.result, result)
             geometry = write_heatmap_tiff(
                 paths.heatmap,
                 result,

@@ -27,9 +27,10 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench_viewer(bench_sub: argparse._SubParsersAction) -> None:
-    from viewer.bench_cli import add_bench_viewer_parser
+    from viewer.bench_cli import add_bench_ui_parser, add_bench_viewer_parser
 
     add_bench_viewer_parser(bench_sub)
+    add_bench_ui_parser(bench_sub)
 
 
 def _run_view(slide: Path | None) -> int:

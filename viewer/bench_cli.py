@@ -29,6 +29,60 @@ def add_bench_viewer_parser(bench_sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
+def add_bench_ui_parser(bench_sub: argparse._SubParsersAction) -> None:
+    parser = bench_sub.add_parser(
+        "ui",
+        help="GUI smoothness while a whole-slide model job runs, and the job's rate (JSON)",
+        description=(
+            "Runs a whole-slide model job from the viewer while a scripted pan and zoom "
+            "tour plays: lateness of a 5 ms heartbeat (stall p99 / max), the job's patches "
+            "per second, and the same job's rate with no window, measured in the same run."
+        ),
+    )
+    parser.add_argument("--slide", type=Path, help="slide (default: the demo slide)")
+    parser.add_argument("--model", help="model name or folder (default: the demo classifier)")
+    parser.add_argument("--tour-seconds", type=float, default=10.0, help="pan/zoom tour length")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-job-seconds", type=float, default=60.0, help="headless cap")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.set_defaults(handler=_run_ui)
+
+
+def _default_classifier() -> Path:
+    from inference.models.registry import bundled_model
+
+    entry = bundled_model("classification")
+    if entry is None:
+        raise SystemExit("slidelens bench ui: no bundled classifier found; pass --model")
+    return entry.folder
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from inference.models import ModelNotFoundError, resolve_model
+    from viewer.qt.bench_ui import UiBenchConfig, run_ui_bench
+
+    slide = args.slide
+    if slide is None:
+        from viewer.demo import ensure_demo_slide
+
+        slide = ensure_demo_slide()
+    try:
+        model = resolve_model(args.model) if args.model else _default_classifier()
+    except ModelNotFoundError as exc:
+        print(f"slidelens bench ui: {exc}", file=sys.stderr)
+        return 2
+    config = UiBenchConfig(
+        slide=slide,
+        model=model,
+        tour_seconds=args.tour_seconds,
+        batch_size=args.batch_size,
+        max_job_seconds=args.max_job_seconds,
+    )
+    result = run_ui_bench(config, log=None if args.json else sys.stderr)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from viewer.qt.bench_viewer import ViewerBenchConfig, run_viewer_bench
 

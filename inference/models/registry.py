@@ -108,3 +108,11 @@ def resolve_model(name_or_path: str) -> Path:
         f"(config.json + weights) or put one in {user_models_dir()}",
         path=path,
     )
+
+
+def bundled_model(task: str = "classification") -> ModelEntry | None:
+    """The first valid bundled model for ``task`` (the demo models), or ``None``."""
+    for entry in list_models():
+        if entry.source == "bundled" and entry.card is not None and entry.card.task == task:
+            return entry
+    return None

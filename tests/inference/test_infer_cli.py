@@ -41,6 +41,7 @@ def _outputs(out: Path, stem: str) -> dict[str, Path]:
         "csv": out / f"{stem}.csv",
         "geojson": out / f"{stem}.geojson",
         "heatmap": out / f"{stem}.heatmap.tiff",
+        "result": out / f"{stem}.result.npz",
         "json": out / f"{stem}.run.json",
     }
 
@@ -56,6 +57,11 @@ def test_infer_writes_every_output_and_resumes(
 
     doc = json.loads(files["json"].read_text())
     assert doc["status"] == "complete"
+    from inference.export_results import find_result, read_result_npz
+
+    assert find_result(out, slide) == files["result"]
+    reloaded = read_result_npz(files["result"])
+    assert int(reloaded.computed.sum()) == doc["counts"]["computed"]
     import hashlib
 
     sha = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()

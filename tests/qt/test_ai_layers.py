@@ -24,13 +24,11 @@ JOB_TIMEOUT_MS = 120_000
 @pytest.fixture(scope="session")
 def bundled_classifier() -> Path:
     """The bundled demo tumour classifier (resources/models)."""
-    from inference.models import list_models
+    from inference.models.registry import bundled_model
 
-    for entry in list_models():
-        card = entry.card
-        if entry.source == "bundled" and card is not None and card.task == "classification":
-            return entry.folder
-    raise AssertionError("no bundled classification model in resources/models")
+    entry = bundled_model("classification")
+    assert entry is not None, "no bundled classification model in resources/models"
+    return entry.folder
 
 
 @pytest.fixture

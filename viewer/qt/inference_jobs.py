@@ -116,6 +116,7 @@ class JobState:
     total: int = 0
     started_at: float | None = None
     first_batch_at: float | None = None
+    last_batch_at: float | None = None
     layer: HeatmapLayer | None = None
     result: InferenceResult | None = None
     from_cache: bool = False
@@ -421,8 +422,9 @@ class InferenceJobs(QObject):
     def _on_batch(self, state: JobState, batch: BatchResult) -> None:
         if state.result is None or state.layer is None or state.layer not in self.layers:
             return  # the slide was closed or the layer removed: nothing to show
+        state.last_batch_at = time.monotonic()
         if state.first_batch_at is None:
-            state.first_batch_at = time.monotonic()
+            state.first_batch_at = state.last_batch_at
         state.result.add(batch)
         state.done, state.total = batch.done, batch.total
         state.layer.progress = (batch.done, batch.total)

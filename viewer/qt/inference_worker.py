@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -149,6 +150,25 @@ class InferenceWorker(QObject):
         self.finished.emit(item.task_id, item.cancel.is_set())
 
 
+#: How much nicer than the GUI the worker (and every thread it starts) runs.
+WORKER_NICENESS = 10
+
+
+def lower_this_thread_priority(niceness: int = WORKER_NICENESS) -> bool:
+    """Make the calling thread yield the CPU to the GUI thread when both want it.
+
+    On Linux niceness is per thread and threads inherit it, so the engine's reader
+    threads and torch's worker threads started from here are nice too; elsewhere Qt's
+    thread priority is used by the caller.  Returns whether it took effect.
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 class _WorkerThread(QThread):
     """A QThread running one Python callable (exceptions are the callable's business)."""
 
@@ -157,6 +177,10 @@ class _WorkerThread(QThread):
         self._target = target
 
     def run(self) -> None:
+        # The GUI thread must win the two cores whenever it needs them: a model job is
+        # allowed to be a little slower, a pan is not allowed to stutter.
+        if not lower_this_thread_priority():
+            self.setPriority(QThread.Priority.LowPriority)
         try:
             self._target()
         except Exception:  # the loop catches per task; this guards the loop itself
