@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "inference.infer_cli",
     "inference.models.models_cli",
     "inference.explain_cli",
+    "inference.evaluate_cli",
 )
 
 #: Modules that define ``add_bench_parser(bench_subparsers) -> None``.
