@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,8 +147,9 @@ def measure(
     region_patches: int,
     region: bool,
     library: bool,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the module docstring, as a dict."""
+    """Every figure of the module docstring, as a dict; ``log`` gets a line per method."""
     import torch
 
     from inference.explain import CamRequest, explain_patch, explain_region
@@ -203,6 +205,8 @@ def measure(
                 None if region_first is None else round(region_first, 4)
             )
         figures[name] = row
+        if log is not None:
+            log(f"bench cam: {name}: {row}")
 
     out: dict[str, Any] = {
         "l0_patch": l0_patch,
@@ -262,6 +266,7 @@ def bench_command(args: argparse.Namespace) -> int:
             region_patches=args.region_patches,
             region=not args.no_region,
             library=not args.no_library,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     finally:
         source.close()

@@ -14,8 +14,9 @@ a high percentile (default 99th) of the raw values over every explained pixel, s
 neighbouring patches stay comparable (a weakly activated patch stays dim).
 
 Threading: the functions run on the calling thread and block.  ``progress(done, total)``
-is called on that thread, first with ``done == 0`` as soon as the total is known (after
-at most one forward pass of one patch), then after every batch, and with
+is called on that thread, first with ``done == 0`` as soon as the total is known (before
+any patch is read; Score-CAM first runs the model up to its layer once, on a blank patch,
+to count the layer's channels), then after every batch, and with
 ``done == total`` at the end.  Setting ``cancel`` stops the work between two batches with
 :class:`ExplainCancelled`.  Hooks are registered for the duration of one call only and are
 removed whatever happens; the model's parameters are left as they were.  Do not explain
@@ -72,8 +73,10 @@ __all__ = [
     "MethodUnavailableError",
     "ProgressCallback",
     "available_methods",
+    "candidate_layers",
     "explain_patch",
     "explain_region",
+    "preload",
     "resolve_class",
 ]
 
@@ -173,6 +176,15 @@ class MethodInfo:
     reason: str | None = None
 
 
+def preload() -> None:
+    """Import torch and pytorch-grad-cam now (about 2 s once per process, most of it
+    scikit-learn, which pytorch-grad-cam imports), so that the first click does not wait
+    for it.  Call it on the inference worker thread when the viewer starts."""
+    from inference.explain_methods import cam_classes
+
+    cam_classes()
+
+
 # -- what can explain what ---------------------------------------------------------------------
 
 
@@ -202,9 +214,11 @@ def _unavailable_reason(spec: MethodSpec, model: ModelLike, layer: str | None) -
     if _scripted(model):
         return f"{spec.label} {TORCHSCRIPT_REASON}"
     if layer is None and _default_layer(model) is None:
+        layers = candidate_layers(model)
+        example = f" such as {layers[-1]!r}" if layers else ""
         return (
             f"{spec.label} needs a target layer, and the model card names none "
-            "(slidelens.cam_target_layer); choose a layer"
+            f"(slidelens.cam_target_layer); choose a layer{example}"
         )
     return None
 
@@ -231,6 +245,25 @@ def available_methods(model: ModelLike, layer: str | None = None) -> list[Method
             )
         )
     return out
+
+
+def candidate_layers(model: ModelLike) -> list[str]:
+    """Layers a CAM can be taken from, for a layer picker: every module holding a
+    convolution, in the model's module order (deepest blocks last), the default
+    (``cam_target_layer``) included.  Empty for TorchScript (no hooks, no layers)."""
+    from torch import nn
+
+    if _scripted(model):
+        return []
+    names = [
+        name
+        for name, sub in model.module.named_modules()
+        if name and any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in sub.modules())
+    ]
+    default = _default_layer(model)
+    if default and default not in names:
+        names.append(default)
+    return names
 
 
 def resolve_class(model: ModelLike, target: int | str) -> int:
@@ -577,9 +610,26 @@ def _explain(
     masked_batch = request.masked_batch or (64 if cuda else 16)
     chunks = [(i, min(n, i + patch_batch)) for i in range(0, n, patch_batch)]
 
-    # patches are read chunk by chunk (so the first report comes early) and kept as
-    # uint8; the model inputs are kept too when they are small, else made again
-    reader = make_patch_reader(source, plan.grid, int(model.card.patch_size_pixels))
+    # the total is known before any patch is read: the first report comes at once
+    side = int(model.card.patch_size_pixels)
+    glass = _inputs(model, np.full((1, side, side, 3), 255, np.uint8), device)
+    size = int(glass.shape[-1])
+    channels = 0
+    if spec.name == "scorecam":  # its work is one masked pass per channel of the layer
+        assert layer is not None
+        channels = int(layer_output_shape(module, layer, glass)[1])
+    settings = RunSettings(
+        patch_batch=patch_batch,
+        masked_batch=masked_batch,
+        ig_steps=request.ig_steps,
+        occlusion_grid=request.occlusion_grid,
+        baseline=glass if spec.name in ("integrated-gradients", "occlusion") else None,
+    )
+    tracker.start(n + work_units(spec, n, channels, settings))
+
+    # patches are read chunk by chunk and kept as uint8; the model inputs are kept
+    # too when they are few, else made again for the second pass
+    reader = make_patch_reader(source, plan.grid, side)
     rgb: dict[int, np.ndarray] = {}
     kept: dict[int, torch.Tensor] = {}
     keep_inputs = n <= _KEEP_INPUTS
@@ -594,25 +644,6 @@ def _explain(
         if keep_inputs:
             kept[c] = x
         return x
-
-    first = chunk_inputs(0)
-    size = int(first.shape[-1])
-    channels = 0
-    if spec.name == "scorecam":
-        assert layer is not None
-        channels = int(layer_output_shape(module, layer, first[:1])[1])
-    baseline = None
-    if spec.name in ("integrated-gradients", "occlusion"):
-        side = int(model.card.patch_size_pixels)
-        baseline = _inputs(model, np.full((1, side, side, 3), 255, np.uint8), device)
-    settings = RunSettings(
-        patch_batch=patch_batch,
-        masked_batch=masked_batch,
-        ig_steps=request.ig_steps,
-        occlusion_grid=request.occlusion_grid,
-        baseline=baseline,
-    )
-    tracker.start(n + work_units(spec, n, channels, settings))
 
     # class scores (and the predicted class) first: one target for the whole canvas
     masks = _seg_masks(plan, size) if segmentation else None

@@ -7,7 +7,9 @@ of each input is returned raw (ReLU only) at the target layer's resolution, inst
 being min-max scaled to 0..1 and resized by ``scale_cam_image``.  Score-CAM overrides only
 ``get_cam_weights``, with our own loop over channel batches so that it reports progress,
 stops between batches when cancelled, halves its batch on out-of-memory and runs its
-masked forward passes under fp16 autocast on CUDA.
+masked forward passes under fp16 autocast on CUDA.  Eigen-CAM keeps the library's
+projection but computes it with an economy SVD (the library's full SVD needs
+``(H*W)^2`` floats, 20 GB for a 224 x 224 segmentation layer).
 
 Hook-free methods need only gradients or forward passes of the whole model, so they also
 explain TorchScript programs (which accept no hooks): input-gradient ``saliency``,
@@ -215,11 +217,6 @@ class SegmentationTarget:
 # -- layers ------------------------------------------------------------------------------------
 
 
-def layer_names(module: nn.Module) -> list[str]:
-    """Every dotted module path of a model (without the root's empty name)."""
-    return [name for name, _ in module.named_modules() if name]
-
-
 def resolve_layer(module: nn.Module, name: str, model_name: str = "model") -> nn.Module:
     """The submodule at a dotted path such as ``layer4`` or ``features.2``.
 
@@ -239,19 +236,6 @@ def resolve_layer(module: nn.Module, name: str, model_name: str = "model") -> nn
         f"{model_name} has no layer {name!r}; nearby valid names: {', '.join(near)} "
         "(a layer is a dotted module path, as in model.named_modules())"
     )
-
-
-def suggest_layers(module: nn.Module, count: int = 4) -> list[str]:
-    """The last few layers holding a convolution: good CAM target layers to suggest."""
-    from torch import nn
-
-    convs = [
-        name
-        for name, sub in module.named_modules()
-        if name and any(isinstance(m, nn.Conv2d) for m in sub.modules())
-    ]
-    tops = [n for n in convs if "." not in n] or convs
-    return tops[-count:]
 
 
 class _Probed(Exception):
@@ -474,7 +458,7 @@ class MethodRunner(Protocol):
 
 
 @functools.cache
-def _cam_classes() -> dict[str, type]:
+def cam_classes() -> dict[str, type]:
     """pytorch-grad-cam's classes with our raw-map template step (built on first use)."""
     from pytorch_grad_cam import (
         EigenCAM,
@@ -535,6 +519,24 @@ def _cam_classes() -> dict[str, type]:
                 after_batch=self.activations_and_grads.activations.clear,
             )
 
+    class LeanEigenCAM(RawMaps, EigenCAM):
+        """Eigen-CAM whose projection uses an economy SVD.
+
+        The library's ``get_2d_projection`` asks for the full ``U`` of an
+        ``(H*W) x C`` matrix, ``(H*W)^2`` floats: 20 GB for a 224 x 224 layer.
+        """
+
+        def get_cam_image(
+            self,
+            input_tensor: torch.Tensor,
+            target_layer: Any,
+            targets: list[Target],
+            activations: np.ndarray,
+            grads: Any,
+            eigen_smooth: bool,
+        ) -> np.ndarray:
+            return first_component_projection(activations)
+
     def raw(cls: type) -> type:
         return type(f"Raw{cls.__name__}", (RawMaps, cls), {})
 
@@ -544,9 +546,30 @@ def _cam_classes() -> dict[str, type]:
         "xgradcam": raw(XGradCAM),
         "layercam": raw(LayerCAM),
         "hirescam": raw(HiResCAM),
-        "eigencam": raw(EigenCAM),
+        "eigencam": LeanEigenCAM,
         "scorecam": LoopScoreCAM,
     }
+
+
+def first_component_projection(activations: np.ndarray) -> np.ndarray:
+    """Eigen-CAM's map: each sample's centred activations ``(H*W, C)`` projected on their
+    first right singular vector, ``(n, H, W)`` float32: pytorch-grad-cam's
+    ``get_2d_projection`` (same LAPACK call, so the same sign), with an economy SVD.
+
+    NumPy's BLAS runs on one thread here: its threads next to torch's busy OpenMP
+    threads made each SVD some 30 times slower on a two-core machine.
+    """
+    from threadpoolctl import threadpool_limits  # a dependency of pytorch-grad-cam's sklearn
+
+    acts = np.nan_to_num(np.asarray(activations, np.float32))
+    out = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for sample in acts:
+            flat = sample.reshape(sample.shape[0], -1).T
+            flat = flat - flat.mean(axis=0)
+            _, _, vt = np.linalg.svd(flat, full_matrices=False)
+            out.append((flat @ vt[0]).reshape(sample.shape[1:]))
+    return np.asarray(out, np.float32)
 
 
 def score_cam_weights(
@@ -607,7 +630,7 @@ class HookCamRunner:
         patch_loop: BatchLoop,
         masked_loop: BatchLoop,
     ) -> None:
-        cls = _cam_classes()[spec.name]
+        cls = cam_classes()[spec.name]
         self.spec = spec
         self.module = module
         self.patch_loop = patch_loop

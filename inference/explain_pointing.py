@@ -264,15 +264,22 @@ def synthetic_cases(
 
 
 def training_seeds(model: ModelLike) -> list[int]:
-    """Seeds the card says the model was trained or validated on (``training.seeds`` or
-    ``training.*_seeds``), to keep them out of the held-out set."""
+    """Seeds of the slides the card says the model was trained or validated on
+    (``training.seeds``, ``training.*_seeds``, ``training.training_slides[*].seed``), to
+    keep them out of the held-out set."""
     training = getattr(model.card, "training", {}) or {}
-    seeds: list[int] = []
+    seeds: set[int] = set()
     for key, value in dict(training).items():
         if key == "seeds" or key.endswith("_seeds"):
             values = value if isinstance(value, list) else [value]
-            seeds += [int(v) for v in values if isinstance(v, int | float)]
-    return seeds
+            seeds.update(int(v) for v in values if isinstance(v, int | float))
+        elif key.endswith("_slides") and isinstance(value, list):
+            seeds.update(
+                int(v["seed"])
+                for v in value
+                if isinstance(v, dict) and isinstance(v.get("seed"), int | float)
+            )
+    return sorted(seeds)
 
 
 # -- command -----------------------------------------------------------------------------------
@@ -295,6 +302,12 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated, or 'all' (default: every available method; on the CPU the "
         "slow ones are left out)",
     )
+    parser.add_argument(
+        "--class",
+        dest="target",
+        default=None,
+        help="class to explain (default: the class named 'tumour', else the predicted one)",
+    )
     parser.add_argument("--region-patches", type=int, default=4, help="region side in patches")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--trust", action="store_true")
@@ -311,6 +324,15 @@ def default_model() -> str:
         if entry.source == "bundled" and card is not None and card.task == "classification":
             return str(entry.folder)
     raise SystemExit("no bundled classifier found; pass --model")
+
+
+def tumour_class(model: ModelLike) -> int | None:
+    """The index of the class named "tumour" (or "tumor"), any case; ``None`` if none."""
+    names = [str(n).lower() for n in model.card.class_names]
+    for name in ("tumour", "tumor"):
+        if name in names:
+            return names.index(name)
+    return None
 
 
 def pick_methods(
@@ -340,7 +362,7 @@ def pick_methods(
 
 def pointing_command(args: argparse.Namespace) -> int:
     from inference.engine import resolve_device
-    from inference.explain import CamRequest, versions
+    from inference.explain import CamRequest, resolve_class, versions
     from inference.models import load_model, resolve_model
     from inference.paths import user_data_dir
 
@@ -375,7 +397,8 @@ def pointing_command(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
 
-        results = play(model, cases, methods, CamRequest(), on_result=note)
+        target: int | str | None = args.target if args.target is not None else tumour_class(model)
+        results = play(model, cases, methods, CamRequest(target=target), on_result=note)
     finally:
         for case in cases:
             case.source.close()
@@ -388,6 +411,7 @@ def pointing_command(args: argparse.Namespace) -> int:
         "seeds": seeds,
         "avoided_training_seeds": avoid,
         "regions": [list(c.region.to_int()) for c in cases],
+        "class": None if target is None else model.card.class_names[resolve_class(model, target)],
         "definition": (
             "share = CAM energy on tumour / CAM energy, over explained tissue pixels; "
             "baseline = tumour fraction of those pixels (a uniform map's share)"

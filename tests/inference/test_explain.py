@@ -30,6 +30,7 @@ from inference.explain import (
     LayerNotFoundError,
     MethodUnavailableError,
     available_methods,
+    candidate_layers,
     explain_patch,
     explain_region,
 )
@@ -228,7 +229,7 @@ def test_every_method_gives_a_raw_map_of_the_patch(
 
 def test_hook_methods_match_pytorch_grad_cam_up_to_its_scaling(cnn: LoadedModel) -> None:
     """Our raw maps are the library's before its per-image min-max scaling."""
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -236,7 +237,13 @@ def test_hook_methods_match_pytorch_grad_cam_up_to_its_scaling(cnn: LoadedModel)
     x = cnn.preprocess(rgb)
     layer = resolve_layer(cnn.module, "features.2")
     settings = RunSettings(patch_batch=4, masked_batch=16)
-    for name, cls in (("gradcam", GradCAM), ("gradcam++", GradCAMPlusPlus), ("scorecam", ScoreCAM)):
+    pairs = (
+        ("gradcam", GradCAM),
+        ("gradcam++", GradCAMPlusPlus),
+        ("scorecam", ScoreCAM),
+        ("eigencam", EigenCAM),
+    )
+    for name, cls in pairs:
         runner = make_runner(
             method_spec(name), cnn.module, layer, settings, ProgressTracker(None), x.device
         )
@@ -389,6 +396,7 @@ def test_torchscript_gets_hook_free_methods_and_a_reason_for_the_others(
         layer.register_forward_hook(lambda *args: None)
     with pytest.raises(MethodUnavailableError, match=r"TorchScript.*use saliency"):
         explain_patch(slide, scripted, 200, 150, CamRequest(method="gradcam", layer="features.2"))
+    assert candidate_layers(scripted) == []
     for method in HOOK_FREE_METHODS:
         result = explain_patch(slide, scripted, 200, 150, CamRequest(method=method))
         assert result.raw.shape == (64, 64) and np.isfinite(result.raw).all()
@@ -399,9 +407,14 @@ def test_eager_model_without_layer_says_so(cnn: LoadedModel) -> None:
     model = DarknessModel()
     object.__setattr__(model.card, "cam_target_layer", None)
     infos = {m.name: m for m in available_methods(model)}
-    assert not infos["gradcam"].available and "cam_target_layer" in str(infos["gradcam"].reason)
+    reason = str(infos["gradcam"].reason)
+    assert not infos["gradcam"].available and "cam_target_layer" in reason
+    assert "such as 'features.0'" in reason
     assert infos["saliency"].available
     assert {m.name: m.available for m in available_methods(model, layer="features")}["gradcam"]
+    assert candidate_layers(model) == ["features", "features.0"]
+    names = candidate_layers(cnn)
+    assert names[0] == "features" and "features.2" in names and "classifier" not in names
 
 
 # -- progress and cancel -----------------------------------------------------------------------
