@@ -3,7 +3,7 @@
 ``slidelens``                 the viewer with no slide
 ``slidelens SLIDE``           the viewer with SLIDE open
 ``slidelens demo``            make the demo slide once (user data folder) and open it
-``slidelens COMMAND ...``     headless commands: synth, models, infer, bench ...
+``slidelens COMMAND ...``     headless commands: synth, models, infer, export, bench ...
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("view", help="open the viewer (optionally with a slide)")
     parser.add_argument("slide", nargs="?", type=Path, help="slide or image to open")
     parser.set_defaults(handler=lambda args: _run_view(args.slide))
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from viewer.export_cli import add_parser
+
+    add_parser(sub)
 
 
 def _add_bench_viewer(bench_sub: argparse._SubParsersAction) -> None:
@@ -50,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.cli import build_parser as build_headless_parser
 
     return build_headless_parser(
-        extra_commands=(_add_demo, _add_view), extra_bench=(_add_bench_viewer,)
+        extra_commands=(_add_demo, _add_view, _add_export), extra_bench=(_add_bench_viewer,)
     )
 
 
