@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from inference.slides.synth import truth_paths
@@ -117,7 +118,9 @@ def test_layers_panel_drives_the_layer(
     assert layer.interpolation == "smooth"
     panel.opacity.setValue(20)
     assert layer.opacity == pytest.approx(0.2)
-    panel.list.item(0).setCheckState(panel.list.item(0).checkState().Unchecked)
+    item = panel.item_of(layer)
+    assert item is not None
+    item.setCheckState(Qt.CheckState.Unchecked)
     assert layer.visible is False
     panel.remove_button.click()
     assert layer not in window.canvas.layers

@@ -16,6 +16,8 @@ class Layer:
     """
 
     kind: ClassVar[str] = "layer"
+    #: Layers that stay above data layers added later (annotations drawn by hand).
+    stays_on_top: ClassVar[bool] = False
     changed = Signal(str)
 
     def __init__(self, name: str, *, visible: bool = True, opacity: float = 1.0) -> None:
@@ -96,6 +98,14 @@ class LayerStack:
 
     def append(self, layer: Layer) -> None:
         self.insert(len(self._layers), layer)
+
+    def add(self, layer: Layer) -> None:
+        """Put a new layer on top of the data layers but below any layer that
+        :attr:`Layer.stays_on_top` (a new heatmap never hides the annotations)."""
+        index = next(
+            (i for i, item in enumerate(self._layers) if item.stays_on_top), len(self._layers)
+        )
+        self.insert(index, layer)
 
     def insert(self, index: int, layer: Layer) -> None:
         if layer in self:

@@ -34,6 +34,7 @@ from viewer.qt.inference_jobs import InferenceJobs, JobSpec, Scope
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.job_status import JobStatus
 from viewer.qt.layers_panel import LayersPanel
+from viewer.qt.messages import show_warning
 from viewer.qt.models_panel import ModelsPanel
 from viewer.qt.tools import RectangleTool
 
@@ -331,7 +332,7 @@ class AnalysisController(QObject):
                 provenance={"kind": "truth", "source": str(path)},
             )
             layer.outline_only = True
-            self.canvas.layers.append(layer)
+            self.canvas.layers.add(layer)
             self.layers_panel.select(layer)
 
         self.background.call(
@@ -397,7 +398,4 @@ class AnalysisController(QObject):
         """A non-blocking warning (the app stays usable behind it)."""
         self.last_error = message
         self.window.statusBar().showMessage(title, 8000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self.window)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.open()
-        self._message_box = box
+        self._message_box = show_warning(self.window, title, message)

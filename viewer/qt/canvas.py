@@ -26,7 +26,7 @@ from inference.geometry import Rect, magnification_at
 from inference.slides import SlideSource
 from viewer.export.legend_render import render_legends
 from viewer.layers.base import LayerStack
-from viewer.layers.legend import Legend
+from viewer.layers.legend import ClassLegend, Legend
 from viewer.qt.layer_painters import LayerPainter
 from viewer.qt.scale_bar import paint_scale_bar
 from viewer.qt.tile_bridge import DecodedTile, TileBridge
@@ -198,7 +198,9 @@ class SlideCanvas(QWidget):
         for layer in reversed(list(self.layers)):
             legend = getattr(layer, "legend", None)
             if layer.visible and layer.opacity > 0 and callable(legend):
-                found.append(legend())
+                entry = legend()
+                if not (isinstance(entry, ClassLegend) and not entry.entries):
+                    found.append(entry)
         return tuple(found[:MAX_LEGENDS])
 
     def _paint_legend(self, painter: QPainter) -> None:
@@ -323,12 +325,15 @@ class SlideCanvas(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
-        if self.tool is not None and self._drag_from is None and self.tool.move(self, event):
-            pass
-        elif self._drag_from is not None:
+        if self._drag_from is not None:
             delta = pos - self._drag_from
             self._drag_from = pos
             self.viewport.pan_by_scr(delta.x(), delta.y())
+        elif self.tool is not None and self.source is not None:
+            if event.buttons() == Qt.MouseButton.NoButton:
+                self.tool.hover(self, event)
+            else:
+                self.tool.move(self, event)
         l0_x, l0_y = self.viewport.transform().scr_to_l0(pos.x(), pos.y())
         self.cursor_moved.emit(l0_x, l0_y)
         super().mouseMoveEvent(event)
@@ -345,6 +350,7 @@ class SlideCanvas(QWidget):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if self.tool is not None:
+            self.tool.double_click(self, event)
             return
         pos = event.position()
         out = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
@@ -354,6 +360,8 @@ class SlideCanvas(QWidget):
         self.cursor_left.emit()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
+        if self.tool is not None and self.tool.key_press(self, event):
+            return
         key = event.key()
         scr_w, scr_h = self.viewport.scr_size
         step_x, step_y = scr_w * KEY_PAN_FRACTION, scr_h * KEY_PAN_FRACTION

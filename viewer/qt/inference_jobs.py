@@ -413,7 +413,7 @@ class InferenceJobs(QObject):
         layer = HeatmapLayer(state.spec.label, result, provenance=prepared.provenance, opacity=0.5)
         layer.progress = (0, prepared.total)
         state.layer = layer
-        self.layers.append(layer)
+        self.layers.add(layer)
         self.layer_added.emit(layer)
         if prepared.tissue is not None:
             self._add_tissue_layer(state.spec.source_id, prepared.tissue)
@@ -469,7 +469,7 @@ class InferenceJobs(QObject):
             scope = SCOPE_LABELS.get(str(meta.get("scope")), "region")
             name = f"{meta.get('model', 'model')} on the {scope}"
         layer = HeatmapLayer(f"{name} (cached)", cached.result, provenance=meta, opacity=0.5)
-        self.layers.append(layer)
+        self.layers.add(layer)
         self.layer_added.emit(layer)
         self.changed.emit()
         return layer

@@ -10,9 +10,11 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 
 from inference.geometry import Rect, ViewTransform
+from viewer.layers.annotation_layer import AnnotationLayer
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.heatmap import ColourImage, HeatmapLayer
 from viewer.layers.masks import MaskLayer, PolygonLayer
+from viewer.qt.annotation_painter import paint_annotation_layer
 
 
 class _ImageCache:
@@ -64,6 +66,8 @@ class LayerPainter:
                 self._paint_image(painter, layer, layer.colour_image(), transform, False)
             elif isinstance(layer, PolygonLayer):
                 self._paint_polygons(painter, layer, transform)
+            elif isinstance(layer, AnnotationLayer):
+                paint_annotation_layer(painter, layer, transform, scr_size)
             painter.restore()
 
     def _paint_image(

@@ -161,11 +161,18 @@ class LayersPanel(QWidget):
         item = self.list.currentItem()
         return item.data(_ROLE_LAYER) if item is not None else None
 
-    def select(self, layer: Layer) -> None:
+    def item_of(self, layer: Layer) -> QListWidgetItem | None:
+        """The list item that shows ``layer``."""
         for row in range(self.list.count()):
-            if self.list.item(row).data(_ROLE_LAYER) is layer:
-                self.list.setCurrentRow(row)
-                return
+            item = self.list.item(row)
+            if item.data(_ROLE_LAYER) is layer:
+                return item
+        return None
+
+    def select(self, layer: Layer) -> None:
+        item = self.item_of(layer)
+        if item is not None:
+            self.list.setCurrentItem(item)
 
     def _item_text(self, layer: Layer) -> str:
         progress = getattr(layer, "progress", None)

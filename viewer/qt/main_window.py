@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from inference.geometry import scale_for_magnification
 from inference.slides import SlideSource
 from viewer.qt.analysis import AnalysisController
+from viewer.qt.annotations_controller import AnnotationController
 from viewer.qt.canvas import SlideCanvas
 from viewer.qt.dialogs import SlidePropertiesDialog
 from viewer.qt.overview import OverviewMap
@@ -56,6 +57,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.overview = OverviewMap(self.canvas.viewport, self.canvas)
         self.analysis = AnalysisController(self, self.canvas, self.settings)
+        self.annotations = AnnotationController(
+            self, self.canvas, tab_with=self.analysis.models_dock
+        )
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -156,6 +160,8 @@ class MainWindow(QMainWindow):
             view_menu.addAction(action)
         analysis_menu = bar.addMenu("&Analysis")
         self.analysis.populate_menu(analysis_menu)
+        annotations_menu = bar.addMenu("A&nnotations")
+        self.annotations.populate_menu(annotations_menu)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.controls_action)
 
@@ -207,6 +213,12 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, opened: OpenedSlide) -> None:
         previous = self.current
+        if previous is not None and not self.annotations.confirm_close(previous.path.name):
+            opened.source.close()  # the user kept the open slide and its unsaved work
+            self.statusBar().showMessage(f"{opened.path.name} was not opened", 6000)
+            return
+        if previous is not None:
+            self.annotations.slide_closed()
         self.current = opened
         self.last_error = None
         self.analysis.slide_opened(opened)
@@ -218,6 +230,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(opened.path)
         save_settings(self.settings)
         self.setWindowTitle(f"{opened.path.name} — SlideLens")
+        self.annotations.slide_opened(opened)
         info = opened.source.info
         mpp = f"{info.mpp:.3f} µm/px" if info.mpp else "no pixel size (measurements in px)"
         self.statusBar().showMessage(
@@ -241,9 +254,14 @@ class MainWindow(QMainWindow):
         box.open()
         self._error_box = box
 
-    def close_slide(self) -> None:
+    def close_slide(self) -> bool:
+        """Close the open slide (asking about unsaved annotations); ``False`` if the user
+        chose to keep it open."""
         if self.current is None:
-            return
+            return True
+        if not self.annotations.confirm_close(self.current.path.name):
+            return False
+        self.annotations.slide_closed()
         self.analysis.slide_closed()
         self.bridge.release_source(self.current.source)
         self.current = None
@@ -252,6 +270,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("SlideLens")
         self._update_actions()
         self._update_view_status()
+        return True
 
     @property
     def source(self) -> SlideSource | None:
@@ -374,6 +393,11 @@ class MainWindow(QMainWindow):
             self.analysis.warm_up()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        name = self.current.path.name if self.current is not None else "this slide"
+        if not self.annotations.confirm_close(name):
+            event.ignore()
+            return
+        self.annotations.slide_closed()
         self.analysis.shutdown()
         self.opener.wait(5.0)
         self.bridge.shutdown()

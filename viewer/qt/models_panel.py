@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTextBrowser,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from inference.models import ModelCard, ModelEntry, ModelError, list_models, load_card
+from viewer.qt.messages import show_warning
 
 _ROLE_ENTRY = Qt.ItemDataRole.UserRole + 1
 
@@ -123,6 +123,7 @@ class ModelsPanel(QWidget):
         layout.addLayout(options)
         layout.addLayout(runs)
         self.slide_open = False
+        self.last_error: str | None = None
         self.refresh()
 
     # -- listing ----------------------------------------------------------------------
@@ -226,7 +227,8 @@ class ModelsPanel(QWidget):
         try:
             load_card(folder)
         except ModelError as exc:
-            QMessageBox.warning(self, "Not a usable model folder", str(exc))
+            self.last_error = str(exc)
+            show_warning(self, "Not a usable model folder", str(exc))
             return False
         folder = folder.resolve()
         if folder not in self._extra:

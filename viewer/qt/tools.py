@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen
 
 from inference.geometry import Rect
 
@@ -33,6 +33,15 @@ class CanvasTool:
 
     def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
         return False
+
+    def double_click(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        return False
+
+    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+        return False
+
+    def hover(self, canvas: SlideCanvas, event: QMouseEvent) -> None:
+        """The mouse moved with no button held (for previews such as a polygon's next edge)."""
 
     def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
         """Draw the tool's feedback over the slide and layers."""
