@@ -22,6 +22,7 @@ import io
 import json
 import math
 import uuid
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,11 +215,11 @@ def read_result_npz(path: Path) -> InferenceResult:
     from inference.results import result_from_arrays
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(arrays.pop("meta_json").tobytes().decode())
         return result_from_arrays(meta, arrays)
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path.name}: not a readable SlideLens result file ({exc})") from exc
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from inference.geometry import Rect
+from inference.polygon_fill import fill_coverage, ring_edges
 
 MASK_SCALE_KEY = "slidelens:l0_per_px"
 #: Masks and rasterised polygons keep their longer side within this many pixels.
@@ -161,7 +161,7 @@ def _load_geojson(
         raise TruthError(path, f"not valid JSON ({exc})") from exc
     l0_w, l0_h = l0_dimensions
     scale = l0_per_px or max(1.0, math.ceil(max(l0_w, l0_h) / MAX_TRUTH_SIDE))
-    mask = np.zeros((math.ceil(l0_h / scale), math.ceil(l0_w / scale)), dtype=np.uint8)
+    mask = np.zeros((math.ceil(l0_h / scale), math.ceil(l0_w / scale)), dtype=bool)
     vertices = 0
     kept = 0
     for index, feature in enumerate(_features(path, data)):
@@ -174,16 +174,28 @@ def _load_geojson(
                 vertices += len(points)
                 if vertices > MAX_TOTAL_VERTICES:
                     raise TruthError(path, f"more than {MAX_TOTAL_VERTICES:,} vertices in all")
-                # sub-pixel vertices (4 fractional bits); a vertex at level-0 x covers
-                # mask column x / scale, whose pixel centre is at column + 0.5
-                rings.append(np.round((points / scale - 0.5) * 16).astype(np.int32))
-            # even-odd fill of outer ring plus holes leaves the holes empty
-            cv2.fillPoly(mask, rings, 1, lineType=cv2.LINE_8, shift=4)
+                rings.append(points / scale)  # mask pixel (c, r) spans [c, c + 1) x [r, r + 1)
+            _fill(mask, ring_edges(rings))
             kept += 1
     if kept == 0:
         wanted = f" of class {class_name!r}" if class_name else ""
         raise TruthError(path, f"no polygon features{wanted} found")
-    return TruthMask(mask.astype(bool), float(scale), path)
+    return TruthMask(mask, float(scale), path)
+
+
+def _fill(mask: np.ndarray, edges: np.ndarray, band_rows: int = 512) -> None:
+    """Set the mask pixels whose centre is inside ``edges`` (even-odd), band by band so
+    memory stays small for a large polygon."""
+    if len(edges) == 0:
+        return
+    ys = edges[:, :, 1]
+    r0 = max(0, int(np.floor(ys.min())))
+    r1 = min(mask.shape[0], int(np.ceil(ys.max())) + 1)
+    for top in range(r0, r1, band_rows):
+        rows = min(band_rows, r1 - top)
+        inside = fill_coverage(edges, 0, top, mask.shape[1], rows)
+        if inside is not None:
+            mask[top : top + rows] |= inside
 
 
 def _features(path: Path, data: Any) -> Iterator[dict[str, Any]]:

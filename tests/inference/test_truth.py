@@ -55,9 +55,10 @@ def test_geojson_polygons_with_holes_and_classes(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     truth = load_truth(path, (1000, 500), class_name="tumour", l0_per_px=10)
     assert truth.mask.shape == (50, 100)
-    # cv2 counts the pixels an edge passes through as inside: allow one pixel of slack
-    assert truth.mask[:39, :39].sum() == 39 * 39 - 19 * 19
-    assert not truth.mask[11:29, 11:29].any()  # the hole stays empty
+    # a pixel is inside when its centre is: exactly the covered pixel squares
+    assert truth.mask.sum() == 40 * 40 - 20 * 20  # the tumour square less its hole; no stroma
+    assert truth.mask[:40, :40].sum() == 40 * 40 - 20 * 20
+    assert not truth.mask[10:30, 10:30].any()  # the hole stays empty
     assert not truth.mask[:, 60:].any()  # stroma filtered out
     everything = load_truth(path, (1000, 500), l0_per_px=10)
     assert everything.mask[:20, 60:80].all()

@@ -16,7 +16,6 @@ from viewer.export.figure import compose_view
 from viewer.export.scale_bar_render import scale_bar_spec
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.qt.main_window import MainWindow
-from viewer.qt.scale_bar import scale_bar_label, scale_bar_length
 
 
 def _heatmap() -> HeatmapLayer:
@@ -128,13 +127,25 @@ def test_annotations_look_the_same_on_screen_and_in_the_figure(
     assert overlap > 0.75, f"stroke pixels overlap {overlap:.2f}"
 
 
-def test_scale_bar_lengths_agree_with_the_canvas() -> None:
-    """Switching the canvas to the Qt-free renderer keeps its bar lengths and labels."""
-    for scale in (0.013, 0.1, 0.25, 0.37, 1.0, 3.3, 16.0):
-        for mpp in (0.25, 0.5, None):
-            spec = scale_bar_spec(1.0 / scale, mpp)
-            length, scr_len = scale_bar_length(scale, mpp)
-            assert spec is not None
-            assert spec.length == pytest.approx(length)
-            assert spec.bar_px == pytest.approx(scr_len)
-            assert spec.label == scale_bar_label(length, mpp is not None)
+def test_the_canvas_draws_the_shared_scale_bar(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    """The canvas shows the Qt-free scale bar that figures get: same length in pixels."""
+    open_slide_in(qtbot, window, synthetic_slide)
+    for scale in (0.1, 0.37, 1.0):
+        window.canvas.viewport.set_scale(scale)
+        qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+        spec = scale_bar_spec(1.0 / scale, 0.5)
+        assert spec is not None
+        corner = grab(window)[-80:, :260].astype(int)
+        ink = (np.abs(corner - 20) <= 12).all(axis=2)
+        longest = max(_longest_run(row) for row in ink)
+        assert abs(longest - spec.bar_px) <= 1.0, (scale, longest, spec.bar_px)
+
+
+def _longest_run(row: np.ndarray) -> int:
+    best = run = 0
+    for value in row:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best

@@ -7,11 +7,11 @@ pathologist sees on screen is what goes into the report.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from viewer.export.text_render import Font, font, printable
 from viewer.layers.colormaps import lut
 from viewer.layers.legend import ClassLegend, ColourBarLegend, Legend
 
@@ -24,9 +24,8 @@ _INK = (25, 25, 25, 255)
 _BOX = (255, 255, 255, 225)
 
 
-@cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def _font(size: int) -> Font:
+    return font(size)
 
 
 def _format_value(value: float) -> str:
@@ -34,7 +33,7 @@ def _format_value(value: float) -> str:
 
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str, size: int) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=_font(size))
+    left, top, right, bottom = draw.textbbox((0, 0), printable(text), font=_font(size))
     return int(right - left), int(bottom - top)
 
 
@@ -77,7 +76,7 @@ def render_legends(legends: Sequence[Legend], scale: float = 1.0) -> np.ndarray:
     y = pad
     for index, (legend, _block_w, block_h) in enumerate(blocks):
         top = y
-        draw.text((pad, y), legend.title, fill=_INK, font=_font(title_px), anchor="lt")
+        draw.text((pad, y), printable(legend.title), fill=_INK, font=_font(title_px), anchor="lt")
         y += _text_size(measure, legend.title, title_px)[1] + gap
         if isinstance(legend, ColourBarLegend):
             y = _draw_colour_bar(image, draw, legend, pad, y, bar_w, bar_h, gap, small_px)
@@ -109,15 +108,15 @@ def _draw_colour_bar(
     draw.rectangle((x, y, x + bar_w - 1, y + bar_h - 1), outline=_INK)
     y += bar_h + gap // 2
     lo, hi = _format_value(legend.vmin), _format_value(legend.vmax)
-    draw.text((x, y), lo, fill=_INK, font=_font(text_px), anchor="lt")
-    draw.text((x + bar_w, y), hi, fill=_INK, font=_font(text_px), anchor="rt")
+    draw.text((x, y), printable(lo), fill=_INK, font=_font(text_px), anchor="lt")
+    draw.text((x + bar_w, y), printable(hi), fill=_INK, font=_font(text_px), anchor="rt")
     mid = _format_value((legend.vmin + legend.vmax) / 2)
-    draw.text((x + bar_w // 2, y), mid, fill=_INK, font=_font(text_px), anchor="mt")
+    draw.text((x + bar_w // 2, y), printable(mid), fill=_INK, font=_font(text_px), anchor="mt")
     y += _text_size(draw, lo, text_px)[1] + gap
     label = legend.label
     if legend.threshold is not None:
         label += f" (hidden below {_format_value(legend.threshold)})"
-    draw.text((x, y), label, fill=_INK, font=_font(text_px), anchor="lt")
+    draw.text((x, y), printable(label), fill=_INK, font=_font(text_px), anchor="lt")
     return y + _text_size(draw, label, text_px)[1]
 
 
@@ -139,7 +138,11 @@ def _draw_classes(
             (x, top, x + swatch - 1, top + swatch - 1), fill=(*colour, 255), outline=_INK
         )
         draw.text(
-            (x + swatch + gap, y + row_h // 2), name, fill=_INK, font=_font(text_px), anchor="lm"
+            (x + swatch + gap, y + row_h // 2),
+            printable(name),
+            fill=_INK,
+            font=_font(text_px),
+            anchor="lm",
         )
         y += row_h + gap
     return y

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
@@ -25,10 +26,11 @@ from PySide6.QtWidgets import QWidget
 from inference.geometry import Rect, magnification_at
 from inference.slides import SlideSource
 from viewer.export.legend_render import render_legends
+from viewer.export.scale_bar_render import bottom_left, bottom_right, render_scale_bar
+from viewer.export.scene import layer_legends
 from viewer.layers.base import LayerStack
-from viewer.layers.legend import ClassLegend, Legend
+from viewer.layers.legend import Legend
 from viewer.qt.layer_painters import LayerPainter
-from viewer.qt.scale_bar import paint_scale_bar
 from viewer.qt.tile_bridge import DecodedTile, TileBridge
 from viewer.qt.tools import CanvasTool
 from viewer.tiles.keys import TileKey
@@ -42,10 +44,17 @@ WHEEL_ZOOM_PER_NOTCH = 1.25
 #: Keyboard pan step as a fraction of the view.
 KEY_PAN_FRACTION = 0.15
 
-#: At most this many legends are shown at once (the top layers').
-MAX_LEGENDS = 4
 #: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.
 OverlayPainter = Callable[[QPainter, "SlideCanvas"], None]
+
+
+def _rgba_to_qimage(rgba: np.ndarray) -> QImage | None:
+    """An owning QImage of a straight-alpha RGBA array (``None`` for an empty one)."""
+    if rgba.size == 0:
+        return None
+    h, w = rgba.shape[:2]
+    data = np.ascontiguousarray(rgba)
+    return QImage(data.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
 
 
 def _hatch_brush() -> QBrush:
@@ -85,6 +94,8 @@ class SlideCanvas(QWidget):
         self.show_legend = True
         self._legend_key: tuple[Legend, ...] = ()
         self._legend_image: QImage | None = None
+        self._scale_bar_key: tuple[float, float | None] | None = None
+        self._scale_bar_image: QImage | None = None
         self._drag_from: QPointF | None = None
         self.paint_count = 0
         #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
@@ -187,45 +198,40 @@ class SlideCanvas(QWidget):
             if self.tool is not None:
                 self.tool.paint(painter, self)
             if self.show_scale_bar:
-                paint_scale_bar(painter, self.rect(), self.viewport.scale, self.source.info.mpp)
+                self._paint_scale_bar(painter)
             if self.show_legend:
                 self._paint_legend(painter)
         painter.end()
 
     def legends(self) -> tuple[Legend, ...]:
-        """Legends of the visible layers that have one, top layer first."""
-        found: list[Legend] = []
-        for layer in reversed(list(self.layers)):
-            legend = getattr(layer, "legend", None)
-            if layer.visible and layer.opacity > 0 and callable(legend):
-                entry = legend()
-                if not (isinstance(entry, ClassLegend) and not entry.entries):
-                    found.append(entry)
-        return tuple(found[:MAX_LEGENDS])
+        """Legends of the visible layers that have one, top layer first (what an
+        exported figure of this view shows too)."""
+        return layer_legends(self.layers)
 
     def _paint_legend(self, painter: QPainter) -> None:
         legends = self.legends()
         if legends != self._legend_key:
             self._legend_key = legends
-            rgba = render_legends(legends)
-            self._legend_image = (
-                QImage(
-                    rgba.data,
-                    rgba.shape[1],
-                    rgba.shape[0],
-                    4 * rgba.shape[1],
-                    QImage.Format.Format_RGBA8888,
-                ).copy()
-                if rgba.size
-                else None
-            )
+            self._legend_image = _rgba_to_qimage(render_legends(legends))
         image = self._legend_image
-        if image is None:
-            return
-        margin = 14
-        painter.drawImage(
-            self.width() - image.width() - margin, self.height() - image.height() - margin, image
-        )
+        if image is not None:
+            painter.drawImage(
+                *bottom_right(self.width(), self.height(), image.width(), image.height()), image
+            )
+
+    def _paint_scale_bar(self, painter: QPainter) -> None:
+        assert self.source is not None
+        mpp = self.source.info.mpp
+        key = (self.viewport.scale, mpp)
+        if key != self._scale_bar_key:
+            self._scale_bar_key = key
+            bar = render_scale_bar(1.0 / self.viewport.scale, mpp)
+            self._scale_bar_image = _rgba_to_qimage(bar.rgba) if bar is not None else None
+        image = self._scale_bar_image
+        if image is not None:
+            painter.drawImage(
+                *bottom_left(self.width(), self.height(), image.width(), image.height()), image
+            )
 
     def _paint_slide(self, painter: QPainter) -> None:
         assert self.source is not None and self.grids is not None and self.plan is not None
