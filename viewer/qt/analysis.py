@@ -35,6 +35,7 @@ from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.job_status import JobStatus
 from viewer.qt.layers_panel import LayersPanel
 from viewer.qt.messages import show_warning
+from viewer.qt.metrics_panel import MetricsPanel
 from viewer.qt.models_panel import ModelsPanel
 from viewer.qt.tools import RectangleTool
 
@@ -72,8 +73,12 @@ class AnalysisController(QObject):
 
         self.models_panel = ModelsPanel(settings.model_folders)
         self.layers_panel = LayersPanel(canvas.layers)
+        self.metrics_panel = MetricsPanel(canvas.layers)
         self.models_dock = self._dock("Models", "models-dock", self.models_panel)
         self.layers_dock = self._dock("Layers", "layers-dock", self.layers_panel)
+        self.metrics_dock = self._dock("Metrics", "metrics-dock", self.metrics_panel)
+        window.tabifyDockWidget(self.layers_dock, self.metrics_dock)
+        self.layers_dock.raise_()
         self.job_status = JobStatus(self.jobs)
         self.values_label = QLabel()
         self.values_label.setObjectName("layer-values")
@@ -153,6 +158,7 @@ class AnalysisController(QObject):
         menu.addSeparator()
         menu.addAction(self.models_dock.toggleViewAction())
         menu.addAction(self.layers_dock.toggleViewAction())
+        menu.addAction(self.metrics_dock.toggleViewAction())
 
     def view_actions(self) -> list[QAction]:
         return [self.legend_action]
@@ -184,6 +190,7 @@ class AnalysisController(QObject):
         slide's cached results come back."""
         self.slide_closed()
         self.opened = opened
+        self.metrics_panel.set_slide(opened.source)
         self.jobs.restore_cached(opened.source.info.source_id)
         self._update_actions()
 
@@ -192,6 +199,7 @@ class AnalysisController(QObject):
             self.canvas.set_tool(None)
         self.jobs.forget_slide()
         self.canvas.layers.clear()
+        self.metrics_panel.set_slide(None)
         self.opened = None
         self.values_label.setText("")
         self._update_actions()

@@ -45,14 +45,21 @@ class BackgroundCalls(QObject):
                 result = fn()
             except Exception as exc:
                 log.debug("background call %s failed", name, exc_info=True)
-                self._error.emit(call_id, str(exc) or type(exc).__name__)
+                self._emit(self._error, call_id, str(exc) or type(exc).__name__)
                 return
-            self._done.emit(call_id, result)
+            self._emit(self._done, call_id, result)
 
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return call_id
+
+    @staticmethod
+    def _emit(signal: Any, call_id: int, payload: object) -> None:
+        try:
+            signal.emit(call_id, payload)
+        except RuntimeError:  # the window closed meanwhile: nobody is left to tell
+            log.debug("background call %s finished after its owner was deleted", call_id)
 
     def wait(self, timeout: float = 30.0) -> None:
         """Join running calls (tests and shutdown)."""

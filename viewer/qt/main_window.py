@@ -30,6 +30,7 @@ from viewer.qt.analysis import AnalysisController
 from viewer.qt.annotations_controller import AnnotationController
 from viewer.qt.canvas import SlideCanvas
 from viewer.qt.dialogs import SlidePropertiesDialog
+from viewer.qt.export_controller import ExportController
 from viewer.qt.overview import OverviewMap
 from viewer.qt.slide_opener import OpenedSlide, SlideOpener
 from viewer.qt.tile_bridge import TileBridge
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
         self.annotations = AnnotationController(
             self, self.canvas, tab_with=self.analysis.models_dock
         )
+        self.exports = ExportController(self, self.canvas)
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -139,6 +141,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self.properties_action)
+        file_menu.addSeparator()
+        self.exports.populate_menu(file_menu)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
@@ -231,6 +235,7 @@ class MainWindow(QMainWindow):
         save_settings(self.settings)
         self.setWindowTitle(f"{opened.path.name} — SlideLens")
         self.annotations.slide_opened(opened)
+        self.exports.set_slide(opened)
         info = opened.source.info
         mpp = f"{info.mpp:.3f} µm/px" if info.mpp else "no pixel size (measurements in px)"
         self.statusBar().showMessage(
@@ -263,6 +268,7 @@ class MainWindow(QMainWindow):
             return False
         self.annotations.slide_closed()
         self.analysis.slide_closed()
+        self.exports.set_slide(None)
         self.bridge.release_source(self.current.source)
         self.current = None
         self.canvas.clear_slide()
