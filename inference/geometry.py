@@ -232,3 +232,36 @@ def patch_size_on_slide(patch_size_pixels: int, spacing_um_px: float, slide_mpp:
     if slide_mpp <= 0 or spacing_um_px <= 0:
         raise ValueError("spacing and slide mpp must be positive")
     return max(1, round(patch_size_pixels * spacing_um_px / slide_mpp))
+
+
+# -- rasters over the slide ---------------------------------------------------------------
+
+
+def raster_window(
+    l0_rect: Rect, l0_origin: tuple[float, float], l0_per_px: float, shape: tuple[int, int]
+) -> tuple[slice, slice]:
+    """``(rows, cols)`` slices of the pixels of a raster that ``l0_rect`` touches, clipped
+    (empty slices when it misses).  Raster pixel ``(0, 0)`` starts at ``l0_origin`` and
+    each pixel is ``l0_per_px`` level-0 px wide; ``shape`` is ``(rows, cols)``."""
+    o_x, o_y = l0_origin
+    n_rows, n_cols = shape
+    c0 = min(n_cols, max(0, math.floor((l0_rect.x - o_x) / l0_per_px)))
+    r0 = min(n_rows, max(0, math.floor((l0_rect.y - o_y) / l0_per_px)))
+    c1 = min(n_cols, max(c0, math.ceil((l0_rect.right - o_x) / l0_per_px)))
+    r1 = min(n_rows, max(r0, math.ceil((l0_rect.bottom - o_y) / l0_per_px)))
+    return slice(r0, r1), slice(c0, c1)
+
+
+def raster_index(
+    l0_x: float,
+    l0_y: float,
+    l0_origin: tuple[float, float],
+    l0_per_px: float,
+    shape: tuple[int, int],
+) -> tuple[int, int] | None:
+    """``(row, col)`` of the raster pixel under a level-0 point, or ``None`` outside."""
+    col = math.floor((l0_x - l0_origin[0]) / l0_per_px)
+    row = math.floor((l0_y - l0_origin[1]) / l0_per_px)
+    if 0 <= row < shape[0] and 0 <= col < shape[1]:
+        return row, col
+    return None

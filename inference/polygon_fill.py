@@ -49,5 +49,3 @@ def fill_coverage(edges: np.ndarray, out_x: int, out_y: int, w: int, h: int) -> 
     np.add.at(toggles, (r, np.clip(col, 0, w)), 1)
     inside = (np.cumsum(toggles, axis=1)[:, :w] & 1).astype(bool)
     return inside if inside.any() else None
-
-

@@ -32,7 +32,7 @@ import numpy as np
 # atomic_write and atomic_write_text moved to inference.atomic_io; they stay importable
 # from here because export_results and older callers import them from this module.
 from inference.atomic_io import atomic_write, atomic_write_text
-from inference.geometry import Rect
+from inference.geometry import Rect, raster_index, raster_window
 from inference.patches import PatchGrid
 
 if TYPE_CHECKING:
@@ -117,23 +117,17 @@ class _PatchResults:
     def raster_window(self, l0_rect: Rect) -> tuple[slice, slice]:
         """The ``(rows, cols)`` slices of the raster pixels that ``l0_rect`` touches
         (clipped; empty slices when it misses the raster)."""
-        (o_x, o_y), l0_per_px = self.raster_geometry()
-        n_rows, n_cols = self.raster_shape
-        c0 = min(n_cols, max(0, math.floor((l0_rect.x - o_x) / l0_per_px)))
-        r0 = min(n_rows, max(0, math.floor((l0_rect.y - o_y) / l0_per_px)))
-        c1 = min(n_cols, max(c0, math.ceil((l0_rect.right - o_x) / l0_per_px)))
-        r1 = min(n_rows, max(r0, math.ceil((l0_rect.bottom - o_y) / l0_per_px)))
-        return slice(r0, r1), slice(c0, c1)
+        origin, l0_per_px = self.raster_geometry()
+        return raster_window(l0_rect, origin, l0_per_px, self.raster_shape)
 
     def values_at(self, l0_x: float, l0_y: float) -> np.ndarray | None:
         """``(C,)`` probabilities of the raster pixel under a level-0 point, or ``None``
         outside the raster or where there is no value."""
-        (o_x, o_y), l0_per_px = self.raster_geometry()
-        col = math.floor((l0_x - o_x) / l0_per_px)
-        row = math.floor((l0_y - o_y) / l0_per_px)
-        n_rows, n_cols = self.raster_shape
-        if not (0 <= row < n_rows and 0 <= col < n_cols):
+        origin, l0_per_px = self.raster_geometry()
+        index = raster_index(l0_x, l0_y, origin, l0_per_px, self.raster_shape)
+        if index is None:
             return None
+        row, col = index
         values = self.probabilities(slice(row, row + 1), slice(col, col + 1))[:, 0, 0]
         return values if np.isfinite(values).all() else None
 

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFrame,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -30,6 +29,7 @@ from inference.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer
 from viewer.qt.background import BackgroundCalls
+from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_jobs import InferenceJobs, JobSpec, Scope
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.job_status import JobStatus
@@ -256,20 +256,9 @@ class AnalysisController(QObject):
         info = self.opened.source.info
         mpp_override = None
         if info.mpp is None:
-            value, ok = QInputDialog.getDouble(
-                self.window,
-                "Pixel size needed",
-                f"{info.path.name} does not state its pixel size, so the model's patch size "
-                "on the slide is unknown.\nMicrometres per pixel of this scan "
-                "(0.25 for 40x, 0.5 for 20x):",
-                0.5,
-                0.01,
-                100.0,
-                4,
-            )
-            if not ok:
+            mpp_override = ask_slide_mpp(self.window, info)
+            if mpp_override is None:
                 return None
-            mpp_override = value
         spec = JobSpec(
             slide_path=self.opened.path,
             source_id=info.source_id,

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
@@ -93,3 +94,29 @@ class SlidePropertiesDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(tabs)
         layout.addWidget(buttons)
+
+
+#: Micrometres per pixel chosen for slides that state none, by source id, this session.
+_chosen_mpp: dict[str, float] = {}
+
+
+def ask_slide_mpp(parent: QWidget, info: SlideInfo) -> float | None:
+    """The pixel size to assume for a slide that states none: asked once per slide and
+    session (``None`` when the user cancels)."""
+    if info.source_id in _chosen_mpp:
+        return _chosen_mpp[info.source_id]
+    value, ok = QInputDialog.getDouble(
+        parent,
+        "Pixel size needed",
+        f"{info.path.name} does not state its pixel size, so the model's patch size "
+        "on the slide is unknown.\nMicrometres per pixel of this scan "
+        "(0.25 for 40x, 0.5 for 20x):",
+        0.5,
+        0.01,
+        100.0,
+        4,
+    )
+    if not ok:
+        return None
+    _chosen_mpp[info.source_id] = value
+    return value

@@ -187,9 +187,11 @@ def run_job_body(
     cancel: threading.Event,
     emit: Callable[[object], None],
     cache_folder: Path | None = None,
+    between_batches: Callable[[], object] | None = None,
 ) -> None:
     """The worker-thread side of a job (see the module docstring).  Emits, in order:
-    ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``BatchResult``s."""
+    ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``BatchResult``s.
+    ``between_batches`` runs after each batch (the worker's urgent tasks)."""
     from inference.engine import InferenceJob, prepare, resolve_device, run_prepared
     from inference.models import UntrustedModelError
     from inference.results import ResultCache, new_result
@@ -237,6 +239,8 @@ def run_job_body(
                 result = new_result(batch)
             result.add(batch)
             emit(batch)
+            if between_batches is not None:
+                between_batches()
         if result is not None and not cancel.is_set():
             cache.save(key, result, {**provenance, "cache_key": key})
 
@@ -293,7 +297,7 @@ class InferenceJobs(QObject):
         self.layers = layers
         self.cache_folder = cache_folder
         self.jobs: dict[int, JobState] = {}
-        self._pool = ModelPool()
+        self.pool = ModelPool()
         self._restore_tasks: set[int] = set()
         self._warm_task: int | None = None
         self._tissue_layers: dict[str, MaskLayer] = {}
@@ -305,10 +309,10 @@ class InferenceJobs(QObject):
     # -- submitting --------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> int:
         """Queue a model run; returns its id at once (the GUI never waits)."""
-        pool, folder = self._pool, self.cache_folder
+        pool, folder, worker = self.pool, self.cache_folder, self.worker
 
         def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
-            run_job_body(spec, pool, cancel, emit, folder)
+            run_job_body(spec, pool, cancel, emit, folder, worker.run_urgent)
 
         priority = PRIORITY_SLIDE if spec.scope == "slide" else PRIORITY_VIEW
         job_id = self.worker.submit(body, priority=priority, label=spec.label)

@@ -64,6 +64,7 @@ class InferenceWorker(QObject):
         self._sequence = itertools.count()
         self._current: _Queued | None = None
         self._stopping = False
+        self._thread_object: threading.Thread | None = None
         self._thread = _WorkerThread(self._loop)
         self._thread.setObjectName("slidelens-inference")
         self._thread.start()
@@ -102,6 +103,32 @@ class InferenceWorker(QObject):
             current = [self._current] if self._current else []
         return [(i.task_id, i.label) for i in current + items]
 
+    def run_urgent(self) -> int:
+        """Run, now and on this (the worker's) thread, every queued task more urgent than
+        the running one; returns how many ran.
+
+        A long task calls this between its steps (a model job between batches), so a
+        click's explanation does not wait for a whole-slide job to finish: the job
+        pauses, the explanation runs, the job goes on.  Called from any other thread, or
+        with nothing more urgent queued, it does nothing.
+        """
+        if threading.current_thread() is not self._thread_object:
+            return 0
+        ran = 0
+        while True:
+            with self._cond:
+                outer = self._current
+                if outer is None or not self._queue or self._queue[0].priority >= outer.priority:
+                    return ran
+                item = heapq.heappop(self._queue)
+                self._current = item
+            try:
+                self._run_one(item)
+            finally:
+                with self._cond:
+                    self._current = outer
+            ran += 1
+
     def is_idle(self) -> bool:
         with self._cond:
             return self._current is None and not self._queue
@@ -118,6 +145,7 @@ class InferenceWorker(QObject):
         self._thread.wait(timeout_ms)
 
     def _loop(self) -> None:
+        self._thread_object = threading.current_thread()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._stopping)

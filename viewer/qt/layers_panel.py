@@ -35,12 +35,26 @@ def describe_provenance(layer: Layer) -> str:
     """A few lines on where a layer came from, for the panel and tooltips."""
     prov = getattr(layer, "provenance", None) or {}
     lines = []
-    if "model" in prov:
-        lines.append(f"Model: {prov['model']}")
+    model = prov.get("model")
+    sha = prov.get("model_sha256")
+    if isinstance(model, dict):  # explanations keep the model's record
+        sha = model.get("sha256", sha)
+        model = model.get("name")
+    if model:
+        lines.append(f"Model: {model}")
     if "method" in prov:
-        lines.append(f"Method: {prov['method']}")
-    if "model_sha256" in prov:
-        lines.append(f"Model SHA-256: {str(prov['model_sha256'])[:16]}…")
+        lines.append(f"Method: {prov.get('method_label', prov['method'])}")
+    if "class_name" in prov and "method" in prov:
+        lines.append(f"Class: {prov['class_name']} ({prov.get('class_from', 'chosen')})")
+    if "layer" in prov and "method" in prov:
+        lines.append(f"Layer: {prov['layer'] or 'none (hook-free method)'}")
+    norm = prov.get("normalisation")
+    if isinstance(norm, dict) and "vmax" in norm:
+        lines.append(f"Normalisation: one range for the whole map, 0 to {norm['vmax']:.3g}")
+    if "time_s" in prov:
+        lines.append(f"Time: {float(prov['time_s']):.2f} s")
+    if sha:
+        lines.append(f"Model SHA-256: {str(sha)[:16]}…")
     if "scope" in prov:
         lines.append(f"Computed on: {prov['scope']}")
     if "created" in prov:

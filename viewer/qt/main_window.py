@@ -30,6 +30,7 @@ from viewer.qt.analysis import AnalysisController
 from viewer.qt.annotations_controller import AnnotationController
 from viewer.qt.canvas import SlideCanvas
 from viewer.qt.dialogs import SlidePropertiesDialog
+from viewer.qt.explain_controller import ExplainController
 from viewer.qt.export_controller import ExportController
 from viewer.qt.overview import OverviewMap
 from viewer.qt.slide_opener import OpenedSlide, SlideOpener
@@ -62,6 +63,14 @@ class MainWindow(QMainWindow):
             self, self.canvas, tab_with=self.analysis.models_dock
         )
         self.exports = ExportController(self, self.canvas)
+        self.explain = ExplainController(
+            self,
+            self.canvas,
+            self.analysis.worker,
+            self.analysis.jobs.pool,
+            self.analysis.models_panel,
+            tab_with=self.analysis.models_dock,
+        )
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -164,6 +173,8 @@ class MainWindow(QMainWindow):
             view_menu.addAction(action)
         analysis_menu = bar.addMenu("&Analysis")
         self.analysis.populate_menu(analysis_menu)
+        analysis_menu.addSeparator()
+        self.explain.populate_menu(analysis_menu)
         annotations_menu = bar.addMenu("A&nnotations")
         self.annotations.populate_menu(annotations_menu)
         help_menu = bar.addMenu("&Help")
@@ -236,6 +247,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{opened.path.name} — SlideLens")
         self.annotations.slide_opened(opened)
         self.exports.set_slide(opened)
+        self.explain.set_slide(opened)
         info = opened.source.info
         mpp = f"{info.mpp:.3f} µm/px" if info.mpp else "no pixel size (measurements in px)"
         self.statusBar().showMessage(
@@ -269,6 +281,7 @@ class MainWindow(QMainWindow):
         self.annotations.slide_closed()
         self.analysis.slide_closed()
         self.exports.set_slide(None)
+        self.explain.set_slide(None)
         self.bridge.release_source(self.current.source)
         self.current = None
         self.canvas.clear_slide()

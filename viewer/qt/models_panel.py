@@ -127,11 +127,15 @@ class ModelsPanel(QWidget):
         self.refresh()
 
     # -- listing ----------------------------------------------------------------------
+    def entries(self) -> list[ModelEntry]:
+        """Every listed model: bundled, the user's, and folders added here."""
+        return list_models(self._extra)
+
     def refresh(self) -> None:
         """List bundled, user and added models again (keeps the selection by folder)."""
         selected = self.selected_folder()
         self.list.clear()
-        for entry in list_models(self._extra):
+        for entry in self.entries():
             label = f"{entry.name}  [{entry.source}]"
             item = QListWidgetItem(label)
             item.setData(_ROLE_ENTRY, entry)
