@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -48,7 +49,7 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mpp", type=float, default=None, help="for slides without mpp")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all available)")
-    parser.add_argument("--repeats", type=int, default=3, help="patch runs of fast methods")
+    parser.add_argument("--repeats", type=int, default=5, help="patch runs of fast methods")
     parser.add_argument("--region-patches", type=int, default=4, help="region side in patches")
     parser.add_argument("--no-region", action="store_true", help="measure patches only")
     parser.add_argument(
@@ -169,7 +170,7 @@ def measure(
     # warm-up: imports (pytorch-grad-cam), first-call allocations
     explain_patch(source, model, l0_x, l0_y, CamRequest(method="saliency"), mpp=mpp)
     forward_s = statistics.median(
-        _forward_patch(source, model, window, mpp) for _ in range(max(3, repeats))
+        _forward_patch(source, model, window, mpp) for _ in range(max(5, repeats))
     )
     figures: dict[str, Any] = {}
     for name in methods:
@@ -280,6 +281,7 @@ def bench_command(args: argparse.Namespace) -> int:
         "device": device,
         "cores": available_cores(),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine
         "region_patches_side": args.region_patches,
         **figures,
         "unavailable": unavailable,

@@ -14,9 +14,10 @@ a high percentile (default 99th) of the raw values over every explained pixel, s
 neighbouring patches stay comparable (a weakly activated patch stays dim).
 
 Threading: the functions run on the calling thread and block.  ``progress(done, total)``
-is called on that thread, first with ``done == 0`` as soon as the total is known (before
-any patch is read; Score-CAM first runs the model up to its layer once, on a blank patch,
-to count the layer's channels), then after every batch, and with
+is called on that thread, first with ``done == 0`` as soon as the total is known, before
+any patch is read or the model runs (Score-CAM reads its channel count off the layer's
+modules, checks it by running the model up to the layer once on a blank patch, and
+reports ``(0, total)`` again if it differed), then after every batch, and with
 ``done == total`` at the end.  Setting ``cancel`` stops the work between two batches with
 :class:`ExplainCancelled`.  Hooks are registered for the duration of one call only and are
 removed whatever happens; the model's parameters are left as they were.  Do not explain
@@ -27,6 +28,7 @@ torch and pytorch_grad_cam are imported inside functions, so importing this modu
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import threading
@@ -556,8 +558,8 @@ def _normalisation(
     return vmax, doc
 
 
-def versions() -> dict[str, str]:
-    """Versions of what computed an explanation."""
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
     from importlib import metadata
 
     import torch
@@ -568,7 +570,12 @@ def versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
-    return out
+    return tuple(out.items())
+
+
+def versions() -> dict[str, str]:
+    """Versions of what computed an explanation (looked up once per process)."""
+    return dict(_versions())
 
 
 def _explain(
@@ -586,6 +593,7 @@ def _explain(
         ClassTarget,
         RunSettings,
         SegmentationTarget,
+        guess_channels,
         layer_output_shape,
         make_runner,
         resolve_layer,
@@ -614,10 +622,6 @@ def _explain(
     side = int(model.card.patch_size_pixels)
     glass = _inputs(model, np.full((1, side, side, 3), 255, np.uint8), device)
     size = int(glass.shape[-1])
-    channels = 0
-    if spec.name == "scorecam":  # its work is one masked pass per channel of the layer
-        assert layer is not None
-        channels = int(layer_output_shape(module, layer, glass)[1])
     settings = RunSettings(
         patch_batch=patch_batch,
         masked_batch=masked_batch,
@@ -625,7 +629,20 @@ def _explain(
         occlusion_grid=request.occlusion_grid,
         baseline=glass if spec.name in ("integrated-gradients", "occlusion") else None,
     )
-    tracker.start(n + work_units(spec, n, channels, settings))
+    channels = 0
+    if spec.name == "scorecam":
+        # its work is one masked pass per channel of the layer: report the count read
+        # from the layer's modules at once, then check it by running the model up to
+        # the layer on the blank patch (and report again if it was wrong)
+        assert layer is not None
+        guess = guess_channels(layer)
+        if guess is not None:
+            tracker.start(n + work_units(spec, n, guess, settings))
+        channels = int(layer_output_shape(module, layer, glass)[1])
+        if channels != guess:
+            tracker.start(n + work_units(spec, n, channels, settings))
+    else:
+        tracker.start(n + work_units(spec, n, channels, settings))
 
     # patches are read chunk by chunk and kept as uint8; the model inputs are kept
     # too when they are few, else made again for the second pass

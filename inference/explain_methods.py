@@ -238,6 +238,19 @@ def resolve_layer(module: nn.Module, name: str, model_name: str = "model") -> nn
     )
 
 
+def guess_channels(layer: nn.Module) -> int | None:
+    """The channels a layer most likely outputs, read from its last convolution or batch
+    norm (``None`` when it has neither), without running anything."""
+    from torch import nn
+
+    for sub in reversed(list(layer.modules())):
+        if isinstance(sub, nn.Conv2d | nn.ConvTranspose2d):
+            return int(sub.out_channels)
+        if isinstance(sub, nn.BatchNorm2d):
+            return int(sub.num_features)
+    return None
+
+
 class _Probed(Exception):
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape

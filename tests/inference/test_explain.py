@@ -467,6 +467,44 @@ def test_score_cam_reports_progress_before_its_masked_passes(
     assert counting.inputs >= channels
 
 
+class CatTwice(torch.nn.Module):
+    """A block whose output has twice its convolution's channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.cat([y, y.flip(1)], dim=1)
+
+
+def test_score_cam_corrects_a_wrong_channel_count() -> None:
+    from inference.explain_methods import guess_channels
+
+    model = DarknessModel()
+    torch.manual_seed(0)
+    model.module = torch.nn.Sequential()
+    model.module.add_module("features", CatTwice())
+    model.module.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
+    model.module.add_module("flat", torch.nn.Flatten())
+    model.module.add_module("head", torch.nn.Linear(8, 2))
+    model.module.eval()
+    assert guess_channels(model.module.features) == 4  # read off the conv: wrong here
+    source = ArraySource(two_tone(), mpp=0.5)
+    seen: list[tuple[int, int]] = []
+    explain_patch(
+        source,
+        model,
+        10,
+        10,
+        CamRequest(method="scorecam", masked_batch=2),
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert seen[:2] == [(0, 1 + 4), (0, 1 + 8)]  # the guess at once, then the truth
+    assert seen[-1] == (9, 9) and len(seen) == 2 + 1 + 4 + 1
+
+
 def test_cancel_stops_score_cam_between_batches(cnn: LoadedModel, slide: ArraySource) -> None:
     cancel = threading.Event()
     seen: list[int] = []

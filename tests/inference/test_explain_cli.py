@@ -127,6 +127,17 @@ def test_bad_slide_and_bad_model_are_one_line(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_slide_without_mpp_asks_for_it(
+    png_slide: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cam.png"
+    args = ["explain", str(png_slide), "--model", str(model), "--at", "5,5", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "two-tone.png has no microns-per-pixel" in err and "--mpp" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_bench_cam_prints_one_json_object(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [
