@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from inference.paths import user_data_dir
@@ -22,8 +23,13 @@ def ensure_demo_slide(regenerate: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"Making the demo slide (once): {path}", file=sys.stderr)
 
+    last = [0.0]
+
     def progress(done: int, total: int) -> None:
-        print(f"\r  {done}/{total} tiles", end="", file=sys.stderr, flush=True)
+        now = time.monotonic()
+        if done == total or now - last[0] >= 0.25:  # a few updates a second, not one a tile
+            last[0] = now
+            print(f"\r  {done:,}/{total:,} tiles", end="", file=sys.stderr, flush=True)
 
     write_synthetic_slide(path, SynthParams.demo(), progress=progress)
     print(file=sys.stderr)

@@ -230,6 +230,15 @@ def _snapshot(layer: Layer) -> LayerSnapshot | None:
             float(layer.line_width),
             layer.opacity,
         )
+    if isinstance(layer, MaskLayer) and layer.outline_only:
+        # the canvas draws a mask's outline as lines, so the figure does too
+        return OutlineLayerSnapshot(
+            layer.name,
+            tuple(np.array(r, np.float64) for r in layer.outline_rings()),
+            tuple(layer.colour),  # type: ignore[arg-type]
+            2.0,
+            layer.opacity,
+        )
     colour_image = getattr(layer, "colour_image", None)
     if not callable(colour_image):
         return None

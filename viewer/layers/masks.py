@@ -44,6 +44,7 @@ class MaskLayer(Layer):
         self.provenance = dict(provenance or {})
         self._version = 0
         self._cached: ColourImage | None = None
+        self._rings: list[np.ndarray] | None = None
 
     @property
     def colour(self) -> tuple[int, int, int]:
@@ -66,6 +67,23 @@ class MaskLayer(Layer):
             self._outline_only = bool(value)
             self._version += 1
             self.changed.emit("outline_only")
+
+    def outline_rings(self) -> list[np.ndarray]:
+        """The mask's borders as closed rings in level-0 px (``(k, 2)`` arrays), through the
+        centres of its border pixels; what an outline is drawn from at any zoom."""
+        if self._rings is None:
+            import cv2
+
+            contours, _ = cv2.findContours(
+                self.mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
+            )
+            ox, oy = self.l0_origin
+            self._rings = [
+                (c[:, 0, :].astype(np.float64) + 0.5) * self.l0_per_px + (ox, oy)
+                for c in contours
+                if len(c) >= 3
+            ]
+        return self._rings
 
     def colour_image(self) -> ColourImage:
         if self._cached is not None and self._cached.version == self._version:

@@ -61,7 +61,6 @@ class AnnotationController(QObject):
         window: QMainWindow,
         canvas: SlideCanvas,
         store: AnnotationStore | None = None,
-        tab_with: QDockWidget | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -75,9 +74,6 @@ class AnnotationController(QObject):
         self.dock.setObjectName("annotations-dock")
         self.dock.setWidget(self.panel)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        if tab_with is not None:
-            window.tabifyDockWidget(tab_with, self.dock)
-            tab_with.raise_()
         self.panel.tool_chosen.connect(self.choose_tool)
         self.panel.focus_requested.connect(self.focus_on)
         canvas.tool_changed.connect(self._on_tool_changed)

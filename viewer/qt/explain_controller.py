@@ -111,7 +111,6 @@ class ExplainController(QObject):
         worker: InferenceWorker,
         pool: ModelPool,
         models_panel: ModelsPanel,
-        tab_with: QDockWidget | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -131,9 +130,6 @@ class ExplainController(QObject):
         self.dock.setObjectName("explain-dock")
         self.dock.setWidget(self.panel)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        if tab_with is not None:
-            window.tabifyDockWidget(tab_with, self.dock)
-            tab_with.raise_()
         self.panel.tool_toggled.connect(self._tool_toggled)
         self.panel.model_chosen.connect(self.load_model_info)
         self.panel.cancel_requested.connect(self.cancel)

@@ -62,6 +62,8 @@ class LayerPainter:
             if isinstance(layer, HeatmapLayer):
                 smooth = layer.interpolation == "smooth"
                 self._paint_image(painter, layer, layer.colour_image(), transform, smooth)
+            elif isinstance(layer, MaskLayer) and layer.outline_only:
+                self._paint_rings(painter, layer.outline_rings(), layer.colour, 2.0, transform)
             elif isinstance(layer, MaskLayer):
                 self._paint_image(painter, layer, layer.colour_image(), transform, False)
             elif isinstance(layer, PolygonLayer):
@@ -103,12 +105,23 @@ class LayerPainter:
     def _paint_polygons(
         self, painter: QPainter, layer: PolygonLayer, transform: ViewTransform
     ) -> None:
+        self._paint_rings(painter, layer.polygons, layer.colour, layer.line_width, transform)
+
+    def _paint_rings(
+        self,
+        painter: QPainter,
+        rings: list[np.ndarray],
+        colour: tuple[int, int, int],
+        line_width: float,
+        transform: ViewTransform,
+    ) -> None:
+        """Closed outlines a constant ``line_width`` screen px wide at any zoom."""
         path = QPainterPath()
-        for polygon in layer.polygons:
+        for polygon in rings:
             scr = (polygon - (transform.l0_x, transform.l0_y)) * transform.scale
             path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in scr]))
             path.closeSubpath()
-        pen = QPen(QColor(*layer.colour), layer.line_width)
+        pen = QPen(QColor(*colour), line_width)
         pen.setCosmetic(True)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(pen)

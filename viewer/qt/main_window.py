@@ -59,9 +59,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.overview = OverviewMap(self.canvas.viewport, self.canvas)
         self.analysis = AnalysisController(self, self.canvas, self.settings)
-        self.annotations = AnnotationController(
-            self, self.canvas, tab_with=self.analysis.models_dock
-        )
+        self.annotations = AnnotationController(self, self.canvas)
         self.exports = ExportController(self, self.canvas)
         self.explain = ExplainController(
             self,
@@ -69,8 +67,12 @@ class MainWindow(QMainWindow):
             self.analysis.worker,
             self.analysis.jobs.pool,
             self.analysis.models_panel,
-            tab_with=self.analysis.models_dock,
         )
+        # one tab group on the right: models, annotations, explanations; layers and
+        # metrics below (tabified once, all together, or Qt leaves a stale tab bar)
+        self.tabifyDockWidget(self.analysis.models_dock, self.annotations.dock)
+        self.tabifyDockWidget(self.analysis.models_dock, self.explain.dock)
+        self.analysis.models_dock.raise_()
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
