@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 export MPLBACKEND ?= Agg
 export TQDM_DISABLE ?= 1
 
-.PHONY: demo test lint typecheck unit bench bench-viewer bench-inference clean
+.PHONY: demo test lint typecheck unit bench bench-viewer bench-inference bench-ui bench-cam clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,20 @@ typecheck: $(TEST_STAMP)
 test: lint typecheck
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
-bench: bench-viewer bench-inference
+bench: bench-viewer bench-inference bench-ui
 
 bench-viewer: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/slidelens bench viewer --json
 
 bench-inference: $(STAMP)
 	$(BIN)/slidelens bench inference --json
+
+bench-ui: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/slidelens bench ui --json
+
+# Score-CAM of a 4 x 4 region dominates: about ten minutes on a 2-core CPU
+bench-cam: $(STAMP)
+	$(BIN)/slidelens bench cam --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

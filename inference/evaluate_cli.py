@@ -19,6 +19,8 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.cli_args import fraction, parse_region
+
 if TYPE_CHECKING:
     from inference.metrics import MetricsReport
     from inference.results import InferenceResult
@@ -37,19 +39,7 @@ class EvaluateError(Exception):
     """A failure reported as one line (the message names the file and the cause)."""
 
 
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"threshold must be in [0, 1], not {value}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from inference.infer_cli import parse_region
-
     parser = subparsers.add_parser(
         "evaluate",
         help="compare a slide's inference result with ground truth (accuracy, Dice, AUC...)",
@@ -84,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=_threshold,
+        type=fraction,
         default=0.5,
         help="probability at or above which a cell is predicted positive (default 0.5)",
     )

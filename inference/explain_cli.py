@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from inference.cli_args import device, parse_region, positive_float
 from inference.explain_methods import METHODS
 
 if TYPE_CHECKING:
@@ -41,25 +42,7 @@ def parse_point(text: str) -> tuple[float, float]:
     return x, y
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
-def _device(text: str) -> str:
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"device must be cpu, cuda, cuda:N or auto, not {text!r}")
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from inference.infer_cli import parse_region
-
     parser = subparsers.add_parser(
         "explain",
         help="explain a patch or region with a CAM; write overlay PNG, JSON and raw .npy",
@@ -82,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class", dest="target", help="class name or index (default: predicted)")
     parser.add_argument("--layer", help="dotted module path to explain (default: the card's)")
     parser.add_argument(
-        "--mpp", type=_positive_float, help="level-0 microns per pixel, for slides without it"
+        "--mpp", type=positive_float, help="level-0 microns per pixel, for slides without it"
     )
     parser.add_argument(
         "--overlap",
@@ -96,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--trust", action="store_true", help="allow a TorchScript model (it is a program)"
     )
-    parser.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda, auto")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu (default), cuda, auto")
     parser.add_argument("--out", required=True, type=Path, help="overlay image (.png)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=explain_command)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from inference.geometry import Rect
+from inference.cli_args import device, parse_region, positive_float, positive_int
 from inference.tissue import DEFAULT_TISSUE_THRESHOLD
 
 if TYPE_CHECKING:
@@ -43,39 +43,6 @@ STATUS_COMPLETE = "complete"
 # -- argument types ------------------------------------------------------------------------
 
 
-def parse_region(text: str) -> Rect:
-    """``X,Y,W,H`` in level-0 pixels."""
-    try:
-        x, y, w, h = (int(float(v)) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"region must be X,Y,W,H in level-0 pixels (e.g. 1000,2000,4096,4096), not {text!r}"
-        ) from None
-    if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise argparse.ArgumentTypeError(f"region {text!r} needs X, Y >= 0 and W, H > 0")
-    return Rect(x, y, w, h)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
 def _overlap(text: str) -> float:
     from inference.patches import MAX_OVERLAP
 
@@ -88,12 +55,6 @@ def _overlap(text: str) -> float:
             f"overlap is a fraction of the patch side between 0 and {MAX_OVERLAP}, not {value}"
         )
     return value
-
-
-def _device(text: str) -> str:
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, not {text!r}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -114,10 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=parse_region,
         help="only this level-0 rectangle X,Y,W,H (default: the whole slide)",
     )
-    parser.add_argument(
-        "--device", type=_device, default="auto", help="cpu, cuda or auto (default)"
-    )
-    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--device", type=device, default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--overlap",
         type=_overlap,
@@ -125,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of a patch neighbours overlap (default 0; 0.25 for segmentation)",
     )
     parser.add_argument(
-        "--mpp", type=_positive_float, help="level-0 microns per pixel, for slides without it"
+        "--mpp", type=positive_float, help="level-0 microns per pixel, for slides without it"
     )
     parser.add_argument(
         "--tissue-threshold",
@@ -134,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"skip patches with less tissue than this fraction (default "
         f"{DEFAULT_TISSUE_THRESHOLD}; 0 computes every patch)",
     )
-    parser.add_argument("--num-readers", type=_positive_int, help="patch reader threads")
+    parser.add_argument("--num-readers", type=positive_int, help="patch reader threads")
     parser.add_argument(
         "--trust", action="store_true", help="allow a TorchScript model (it is a program)"
     )

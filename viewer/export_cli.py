@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inference.cli_args import fraction, parse_region, positive_float
+
 if TYPE_CHECKING:
     from inference.slides import SlideSource
     from viewer.annotations import Annotation
@@ -31,30 +33,8 @@ class _UsageError(Exception):
     """Arguments that do not fit the slide (exit code 2)."""
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``export`` (cheap: everything heavy is imported when it runs)."""
-    from inference.infer_cli import parse_region
-
     parser = subparsers.add_parser(
         "export",
         help="write a figure of a slide region with overlays, scale bar, legend, provenance",
@@ -75,12 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--mpp",
-        type=_positive_float,
+        type=positive_float,
         help="microns per figure pixel (default: the slide's own, i.e. full resolution)",
     )
     size.add_argument(
         "--downsample",
-        type=_positive_float,
+        type=positive_float,
         help="level-0 pixels per figure pixel (for slides that do not state their mpp)",
     )
     parser.add_argument(
@@ -94,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--colormap", default="viridis", help="heatmap colormap")
     parser.add_argument(
-        "--opacity", type=_fraction, default=0.5, help="heatmap opacity 0-1 (default 0.5)"
+        "--opacity", type=fraction, default=0.5, help="heatmap opacity 0-1 (default 0.5)"
     )
     parser.add_argument(
         "--threshold", type=float, help="hide heatmap values below this probability"
@@ -111,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--caption", default="", help="caption text (top-left)")
     parser.add_argument(
         "--overlay-scale",
-        type=_positive_float,
+        type=positive_float,
         help="size of scale bar, legend, caption and annotation lines (default: 1 per "
         "1000 px of the figure's shorter side, from 1 to 16)",
     )

@@ -33,26 +33,18 @@ TUMOUR_CLASS = "tumour"
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
+    """Area under the ROC curve (:func:`inference.metrics_roc.roc_auc`: exact, average
+    ranks for ties).  Raises ``ValueError`` when ``labels`` hold only one class."""
+    from inference.metrics_roc import roc_auc as exact_auc
 
-    Raises ``ValueError`` when ``labels`` hold only one class (the AUC is undefined).
-    """
-    scores = np.asarray(scores, np.float64).ravel()
-    positive = np.asarray(labels).ravel().astype(bool)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUC needs both classes; got {n_pos} positive, {n_neg} negative")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # average rank (1-based) over each run of equal scores
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(scores)]
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    auc = exact_auc(scores, labels)
+    if auc is None:
+        positive = int(np.asarray(labels, bool).sum())
+        raise ValueError(
+            f"AUC needs both classes; got {positive} positive, "
+            f"{np.asarray(labels).size - positive} negative"
+        )
+    return auc
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
