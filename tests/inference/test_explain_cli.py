@@ -161,9 +161,11 @@ def test_bench_cam_prints_one_json_object(model: Path, capsys: pytest.CaptureFix
     for row in report["methods"].values():
         assert row["patch_s"] > 0 and row["region_s"] > 0
         assert row["region_patches"] >= 4  # 2 x 2 patches, more with the blending overlap
-        assert row["patch_vs_forward"] == pytest.approx(
-            row["patch_s"] / report["forward_patch_s"], rel=0.02
-        )
+        # both times are rounded to 0.1 ms and the ratio to 0.01: allow for that rounding
+        patch, forward, half = row["patch_s"], report["forward_patch_s"], 0.5e-4
+        low = (patch - half) / (forward + half) - 0.005
+        high = (patch + half) / max(forward - half, 1e-9) + 0.005
+        assert low <= row["patch_vs_forward"] <= high
     scorecam = report["methods"]["scorecam"]
     assert 0 < report["scorecam_first_progress_s"] == scorecam["first_progress_s"]
     assert report["scorecam_first_progress_s"] < scorecam["patch_s"]
