@@ -51,6 +51,12 @@ class Rect:
         x1, y1 = min(self.right, other.right), min(self.bottom, other.bottom)
         return Rect(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
+    def union(self, other: Rect) -> Rect:
+        """The smallest rectangle holding both."""
+        x0, y0 = min(self.x, other.x), min(self.y, other.y)
+        x1, y1 = max(self.right, other.right), max(self.bottom, other.bottom)
+        return Rect(x0, y0, x1 - x0, y1 - y0)
+
     def scaled(self, factor: float) -> Rect:
         """Every coordinate multiplied by ``factor`` (a change of space by a scale)."""
         return Rect(self.x * factor, self.y * factor, self.w * factor, self.h * factor)

@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from viewer.qt.main_window import MainWindow
+from viewer.runtime import tune_for_interaction
 
 
 def create_app(argv: Sequence[str] = ()) -> QApplication:
@@ -29,6 +30,7 @@ def run_gui(slide: Path | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app()
     window = MainWindow()
+    tune_for_interaction()
     window.show()
     if slide is not None:
         window.open_path(slide)

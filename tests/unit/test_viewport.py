@@ -79,10 +79,11 @@ def test_plan_asks_for_coarse_then_visible_then_margin() -> None:
     grids = TileGridSet(info)
     viewport = ViewportModel(*info.dimensions)
     viewport.resize(1600, 1000)
-    viewport.set_scale(0.3)  # 3.3 level-0 px per screen px: level 0 is the coarsest sharp one
+    viewport.set_scale(0.3)  # 3.3 level-0 px per screen px: display level 1 (2x) is sharp
     plan = plan_view(grids, viewport.transform(), 1600, 1000)
-    assert plan.level == 0
-    assert plan.coarse_level == coarse_level_for(info, 0) == 1
+    assert grids.downsamples[:4] == (1.0, 2.0, 4.0, 8.0)
+    assert plan.level == 1
+    assert plan.coarse_level == coarse_level_for(grids, 1) == 3
     view = viewport.visible_l0_rect()
     for t_col, t_row in plan.visible:
         tile = grids.tile_l0_rect(plan.level, t_col, t_row)
@@ -93,5 +94,27 @@ def test_plan_asks_for_coarse_then_visible_then_margin() -> None:
 
 def test_covering_tile() -> None:
     grids = TileGridSet(_info())
-    assert grids.covering_tile(2, 16 * 256 * 3 + 5, 10) == (3, 0)
-    assert grids.tile_l0_rect(1, 0, 0) == Rect(0, 0, 1024, 1024)
+    assert grids.covering_tile(4, 16 * 256 * 3 + 5, 10) == (3, 0)  # display level 4 = 16x
+    assert grids.tile_l0_rect(2, 0, 0) == Rect(0, 0, 1024, 1024)
+
+
+def test_display_levels_fill_the_gaps_of_a_4x_pyramid() -> None:
+    grids = TileGridSet(_info())
+    levels = grids.levels
+    # stored levels are used as they are; in-between levels shrink the finer one by 2
+    assert [(lv.source_level, lv.shrink) for lv in levels[:5]] == [
+        (0, 1.0),
+        (0, 2.0),
+        (1, 1.0),
+        (1, 2.0),
+        (2, 1.0),
+    ]
+    assert (
+        max(levels[-1].width, levels[-1].height) <= 256 < max(levels[-2].width, levels[-2].height)
+    )
+    level, (lv_x, lv_y, lv_w, lv_h), size = grids.source_region(1, 2, 1)
+    assert level == 0 and (lv_x, lv_y, lv_w, lv_h) == (1024, 512, 512, 512) and size == (256, 256)
+    # the last column of a display level reads exactly to the slide's edge
+    grid = grids.grid(3)
+    level, (lv_x, _, lv_w, _), (w, _) = grids.source_region(3, grid.t_cols - 1, 0)
+    assert level == 1 and lv_x + lv_w == 25_000 and w == grid.lv_width - (grid.t_cols - 1) * 256

@@ -22,6 +22,7 @@ import numpy as np
 from viewer.app import create_app
 from viewer.qt.bench_viewer import _Heartbeat, _tour, _wait_until
 from viewer.qt.main_window import MainWindow
+from viewer.runtime import tune_for_interaction
 from viewer.settings import Settings
 
 
@@ -75,6 +76,7 @@ def run_ui_bench(config: UiBenchConfig, log: TextIO | None = None) -> dict[str, 
 
     with tempfile.TemporaryDirectory(prefix="slidelens-bench-ui-") as cache_dir:
         window = MainWindow(Settings())
+        tune_for_interaction()
         window.analysis.jobs.cache_folder = Path(cache_dir)
         window.resize(*config.window_size)
         window.show()

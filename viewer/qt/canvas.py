@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -23,7 +23,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from inference.geometry import Rect, magnification_at
+from inference.geometry import Rect, ViewTransform, magnification_at
 from inference.slides import SlideSource
 from viewer.export.legend_render import render_legends
 from viewer.export.scale_bar_render import bottom_left, bottom_right, render_scale_bar
@@ -41,11 +41,25 @@ from viewer.tiles.viewport import ViewportModel
 BACKGROUND = QColor(48, 50, 54)
 #: Wheel zoom per notch (120 units of angle delta).
 WHEEL_ZOOM_PER_NOTCH = 1.25
+#: Milliseconds after the last view change before tiles are repainted smoothly.
+SETTLE_MS = 120
+#: Tiles that arrive within this many milliseconds are shown by one repaint.
+TILE_REPAINT_MS = 30
 #: Keyboard pan step as a fraction of the view.
 KEY_PAN_FRACTION = 0.15
 
 #: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.
 OverlayPainter = Callable[[QPainter, "SlideCanvas"], None]
+
+
+def _scr_box(t: ViewTransform, l0_x0: float, l0_y0: float, l0_x1: float, l0_y1: float) -> QRect:
+    """Integer screen rectangle of level-0 corners (rounded, so neighbours share edges)."""
+    s = t.scale
+    x0 = math.floor((l0_x0 - t.l0_x) * s + 0.5)
+    y0 = math.floor((l0_y0 - t.l0_y) * s + 0.5)
+    x1 = math.floor((l0_x1 - t.l0_x) * s + 0.5)
+    y1 = math.floor((l0_y1 - t.l0_y) * s + 0.5)
+    return QRect(x0, y0, x1 - x0, y1 - y0)
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage | None:
@@ -97,6 +111,17 @@ class SlideCanvas(QWidget):
         self._scale_bar_key: tuple[float, float | None] | None = None
         self._scale_bar_image: QImage | None = None
         self._drag_from: QPointF | None = None
+        #: The view changed in the last moments: paint fast, then once smoothly.
+        self._moving = False
+        self._settle_timer = QTimer(self)
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(SETTLE_MS)
+        self._settle_timer.timeout.connect(self._settled)
+        self._paint_transform: ViewTransform | None = None
+        self._tile_repaint = QTimer(self)
+        self._tile_repaint.setSingleShot(True)
+        self._tile_repaint.setInterval(TILE_REPAINT_MS)
+        self._tile_repaint.timeout.connect(self.update)
         self.paint_count = 0
         #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
         self.last_paint_time = 0.0
@@ -139,9 +164,15 @@ class SlideCanvas(QWidget):
 
     # -- view updates -----------------------------------------------------------------
     def _on_view_changed(self) -> None:
+        self._moving = True
+        self._settle_timer.start()
         self._request_tiles()
         self.update()
         self.view_changed.emit()
+
+    def _settled(self) -> None:
+        self._moving = False
+        self.update()
 
     def _request_tiles(self) -> None:
         if self.grids is None or self.source is None:
@@ -159,8 +190,11 @@ class SlideCanvas(QWidget):
         self.update()
 
     def _on_tile_loaded(self, key: TileKey, *_: object) -> None:
-        if self.source is not None and key.source_id == self.source.info.source_id:
-            self.update()
+        # tiles arrive in bursts: repaint for them at most every TILE_REPAINT_MS, so a
+        # burst costs a paint or two, not one per tile, while the user pans
+        ours = self.source is not None and key.source_id == self.source.info.source_id
+        if ours and not self._tile_repaint.isActive():
+            self._tile_repaint.start()
 
     def visible_tiles_ready(self) -> bool:
         """Whether every on-screen tile of the sharp level is in the cache."""
@@ -176,14 +210,25 @@ class SlideCanvas(QWidget):
     # -- painting ---------------------------------------------------------------------
     def _scr_rect(self, l0_rect: Rect) -> QRect:
         """Integer screen rectangle of a level-0 rectangle; neighbours share edges exactly."""
-        transform = self.viewport.transform()
-        scr_x0, scr_y0 = transform.l0_to_scr(l0_rect.x, l0_rect.y)
-        scr_x1, scr_y1 = transform.l0_to_scr(l0_rect.right, l0_rect.bottom)
-        x0, y0 = math.floor(scr_x0 + 0.5), math.floor(scr_y0 + 0.5)
-        return QRect(x0, y0, math.floor(scr_x1 + 0.5) - x0, math.floor(scr_y1 + 0.5) - y0)
+        t = self._paint_transform or self.viewport.transform()
+        return _scr_box(t, l0_rect.x, l0_rect.y, l0_rect.right, l0_rect.bottom)
+
+    def _tile_scr_rect(self, level: int, t_col: int, t_row: int) -> QRect:
+        """Screen rectangle of a tile: the arithmetic of ``grids.tile_l0_rect`` and
+        :meth:`_scr_rect` inlined, since a paint does this for every tile on screen."""
+        assert self.grids is not None
+        grid = self.grids.grid(level)
+        size = grid.tile_size
+        ds = self.grids.levels[level].downsample
+        lv_x, lv_y = t_col * size, t_row * size
+        lv_x1 = min(lv_x + size, grid.lv_width)
+        lv_y1 = min(lv_y + size, grid.lv_height)
+        t = self._paint_transform or self.viewport.transform()
+        return _scr_box(t, lv_x * ds, lv_y * ds, lv_x1 * ds, lv_y1 * ds)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         self.paint_count += 1
+        self._paint_transform = self.viewport.transform()
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
         if self.source is not None and self.grids is not None:
@@ -202,6 +247,7 @@ class SlideCanvas(QWidget):
             if self.show_legend:
                 self._paint_legend(painter)
         painter.end()
+        self._paint_transform = None
 
     def legends(self) -> tuple[Legend, ...]:
         """Legends of the visible layers that have one, top layer first (what an
@@ -236,18 +282,19 @@ class SlideCanvas(QWidget):
     def _paint_slide(self, painter: QPainter) -> None:
         assert self.source is not None and self.grids is not None and self.plan is not None
         info = self.source.info
-        grids = self.grids
         cache = self.bridge.cache
         source_id = info.source_id
         plan = self.plan
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        # while the view moves, tiles are scaled the cheap way; a last paint once it has
+        # settled draws them smoothly (see _on_view_changed)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not self._moving)
         slide_scr = self._scr_rect(Rect(0, 0, *info.dimensions))
         painter.fillRect(slide_scr, QColor(255, 255, 255))
         missing: list[tuple[int, int]] = []
         ready: list[tuple[QRect, QImage]] = []
         for t_col, t_row in plan.visible:
             tile = cache.get(TileKey(source_id, plan.level, t_col, t_row))
-            target = self._scr_rect(grids.tile_l0_rect(plan.level, t_col, t_row))
+            target = self._tile_scr_rect(plan.level, t_col, t_row)
             if isinstance(tile, DecodedTile):
                 ready.append((target, tile.image))
             else:
@@ -269,45 +316,56 @@ class SlideCanvas(QWidget):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(_hatch_brush())
             for t_col, t_row in failed:
-                painter.drawRect(self._scr_rect(grids.tile_l0_rect(plan.level, t_col, t_row)))
+                painter.drawRect(self._tile_scr_rect(plan.level, t_col, t_row))
             painter.restore()
 
     def _paint_fallbacks(self, painter: QPainter, missing: list[tuple[int, int]]) -> None:
-        """Stand-ins for missing sharp tiles: the best cached coarser tile, else the thumbnail."""
+        """Stand-ins for missing sharp tiles: the best cached coarser tile, else the thumbnail.
+
+        Tiles that only the thumbnail can stand in for get it in one scaled draw over
+        their bounding box (after a jump that is every tile on screen), then the coarser
+        tiles go on top.
+        """
         assert self.source is not None and self.grids is not None and self.plan is not None
         info = self.source.info
         grids = self.grids
         level = self.plan.level
         cache = self.bridge.cache
-        drawn: set[TileKey] = set()
-        need_thumbnail: list[Rect] = []
+        stand_ins: dict[TileKey, DecodedTile] = {}
+        need_thumbnail: Rect | None = None
         for t_col, t_row in missing:
             l0_tile = grids.tile_l0_rect(level, t_col, t_row)
             l0_cx, l0_cy = l0_tile.center
-            for coarser in range(level + 1, info.level_count):
+            for coarser in range(level + 1, grids.level_count):
                 c_col, c_row = grids.covering_tile(coarser, l0_cx, l0_cy)
                 key = TileKey(info.source_id, coarser, c_col, c_row)
                 tile = cache.peek(key)
                 if isinstance(tile, DecodedTile):
-                    if key not in drawn:
-                        drawn.add(key)
-                        target = self._scr_rect(grids.tile_l0_rect(coarser, c_col, c_row))
-                        painter.drawImage(target, tile.image)
+                    stand_ins[key] = tile
                     break
             else:
-                need_thumbnail.append(l0_tile)
-        if need_thumbnail and self.thumbnail is not None and not self.thumbnail.isNull():
-            l0_w, l0_h = info.dimensions
-            thumb_per_l0 = self.thumbnail.width() / l0_w
-            thumb_per_l0_y = self.thumbnail.height() / l0_h
-            for l0_tile in need_thumbnail:
-                source_rect = QRectF(
-                    l0_tile.x * thumb_per_l0,
-                    l0_tile.y * thumb_per_l0_y,
-                    l0_tile.w * thumb_per_l0,
-                    l0_tile.h * thumb_per_l0_y,
+                need_thumbnail = (
+                    l0_tile if need_thumbnail is None else need_thumbnail.union(l0_tile)
                 )
-                painter.drawImage(QRectF(self._scr_rect(l0_tile)), self.thumbnail, source_rect)
+        if need_thumbnail is not None and self.thumbnail is not None:
+            self._paint_thumbnail(painter, need_thumbnail)
+        for key, tile in stand_ins.items():
+            painter.drawImage(self._tile_scr_rect(key.level, key.t_col, key.t_row), tile.image)
+
+    def _paint_thumbnail(self, painter: QPainter, l0_area: Rect) -> None:
+        """The thumbnail over a level-0 area of the slide (and of the screen)."""
+        assert self.source is not None and self.thumbnail is not None
+        if self.thumbnail.isNull():
+            return
+        l0_w, l0_h = self.source.info.dimensions
+        scr_w, scr_h = self.viewport.scr_size
+        l0_view = self.viewport.transform().scr_rect_to_l0(Rect(0, 0, scr_w, scr_h))
+        area = l0_area.intersect(Rect(0, 0, l0_w, l0_h)).intersect(l0_view)
+        if area.is_empty():
+            return
+        sx, sy = self.thumbnail.width() / l0_w, self.thumbnail.height() / l0_h
+        source_rect = QRectF(area.x * sx, area.y * sy, area.w * sx, area.h * sy)
+        painter.drawImage(QRectF(self._scr_rect(area)), self.thumbnail, source_rect)
 
     # -- input ------------------------------------------------------------------------
     def resizeEvent(self, event: QResizeEvent) -> None:

@@ -131,10 +131,11 @@ class ExplainController(QObject):
         self.dock.setWidget(self.panel)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.panel.tool_toggled.connect(self._tool_toggled)
-        self.panel.model_chosen.connect(self.load_model_info)
+        self.panel.model_chosen.connect(self._load_info_if_shown)
         self.panel.cancel_requested.connect(self.cancel)
         self.panel.pin_requested.connect(self.pin)
         models_panel.list.currentItemChanged.connect(lambda *_: self._follow_models_panel())
+        models_panel.folder_added.connect(lambda _folder: self._fill_models())
         canvas.tool_changed.connect(self._on_tool_changed)
         worker.partial.connect(self._on_partial)
         worker.finished.connect(self._on_finished)
@@ -157,8 +158,18 @@ class ExplainController(QObject):
             if entry.card is not None
         ]
         self.panel.set_models(entries, self.models_panel.selected_folder())
-        if entries and self.opened is not None:
-            self.load_model_info(self.panel.model_combo.currentData())
+        self._load_info_if_shown()
+
+    def _load_info_if_shown(self, *_: object) -> None:
+        """Ask for the chosen model's methods, classes and layers, but only once the panel
+        is on screen: loading a model imports torch, which is not free while panning."""
+        folder = self.panel.model_combo.currentData()
+        if (
+            folder
+            and self.dock.isVisible()
+            and (self.info is None or str(self.info.folder) != folder)
+        ):
+            self.load_model_info(folder)
 
     def _follow_models_panel(self) -> None:
         folder = self.models_panel.selected_folder()
@@ -211,10 +222,10 @@ class ExplainController(QObject):
             view.clear()
         self.panel.tool_button.setEnabled(opened is not None)
         self.action.setEnabled(opened is not None)
-        if opened is not None and self.info is None:
-            self._fill_models()
 
     def _tool_toggled(self, on: bool) -> None:
+        if on:
+            self._load_info_if_shown()
         if on and self.opened is not None:
             self.canvas.set_tool(
                 RectangleTool(

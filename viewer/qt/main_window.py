@@ -411,7 +411,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._warmed:
             self._warmed = True
-            self.analysis.warm_up()
+            if self.settings.preload_models:
+                self.analysis.warm_up()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         name = self.current.path.name if self.current is not None else "this slide"

@@ -77,6 +77,7 @@ class ModelsPanel(QWidget):
     def __init__(self, extra_folders: list[str] | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self._extra = [Path(p) for p in (extra_folders or [])]
+        self._entries: list[ModelEntry] = []
         self.list = QListWidget()
         self.list.setObjectName("model-list")
         self.list.currentItemChanged.connect(lambda *_: self._show_card())
@@ -128,14 +129,16 @@ class ModelsPanel(QWidget):
 
     # -- listing ----------------------------------------------------------------------
     def entries(self) -> list[ModelEntry]:
-        """Every listed model: bundled, the user's, and folders added here."""
-        return list_models(self._extra)
+        """Every listed model: bundled, the user's, and folders added here (as of the
+        last :meth:`refresh`; reading cards validates them, which is not free)."""
+        return list(self._entries)
 
     def refresh(self) -> None:
         """List bundled, user and added models again (keeps the selection by folder)."""
         selected = self.selected_folder()
         self.list.clear()
-        for entry in self.entries():
+        self._entries = list_models(self._extra)
+        for entry in self._entries:
             label = f"{entry.name}  [{entry.source}]"
             item = QListWidgetItem(label)
             item.setData(_ROLE_ENTRY, entry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from viewer.tiles.viewport import ViewportModel
@@ -19,6 +19,7 @@ class OverviewMap(QWidget):
         super().__init__(parent)
         self._viewport = viewport
         self._thumbnail: QImage | None = None
+        self._scaled: QPixmap | None = None
         self._dragging = False
         viewport.changed.connect(self._on_view_changed)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -30,6 +31,7 @@ class OverviewMap(QWidget):
 
     def set_thumbnail(self, thumbnail: QImage | None) -> None:
         self._thumbnail = thumbnail
+        self._scaled = None
         if thumbnail is None or thumbnail.isNull():
             self.hide()
             return
@@ -51,9 +53,17 @@ class OverviewMap(QWidget):
         if not self.has_thumbnail():
             return
         assert self._thumbnail is not None
+        if self._scaled is None or self._scaled.size() != self.size():
+            # scaled once per size; repaints (every view change) just blit it
+            self._scaled = QPixmap.fromImage(
+                self._thumbnail.scaled(
+                    self.size(),
+                    Qt.AspectRatioMode.IgnoreAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        painter.drawImage(QRectF(self.rect()), self._thumbnail)
+        painter.drawPixmap(0, 0, self._scaled)
         painter.setPen(QPen(QColor(90, 90, 90), 1))
         painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
         sx, sy = self._per_l0()

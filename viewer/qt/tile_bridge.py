@@ -7,6 +7,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -88,8 +89,13 @@ class TileBridge(QObject):
     def _load(self, key: TileKey) -> tuple[DecodedTile, int]:
         with self._lock:
             entry = self._sources[key.source_id]
-        lv_x, lv_y, w, h = entry.grids.grid(key.level).tile_lv_rect(key.t_col, key.t_row)
-        tile = DecodedTile(entry.source.read_region_bgrx(key.level, lv_x, lv_y, w, h))
+        level, (lv_x, lv_y, lv_w, lv_h), (w, h) = entry.grids.source_region(
+            key.level, key.t_col, key.t_row
+        )
+        bgrx = entry.source.read_region_bgrx(level, lv_x, lv_y, lv_w, lv_h)
+        if (lv_w, lv_h) != (w, h):  # a display level between two stored ones
+            bgrx = cv2.resize(bgrx, (w, h), interpolation=cv2.INTER_AREA)
+        tile = DecodedTile(bgrx)
         return tile, tile.nbytes
 
     def release_source(self, source: SlideSource) -> None:
