@@ -16,7 +16,9 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import sys
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +42,18 @@ def tune_for_interaction() -> None:
             libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
         except (OSError, AttributeError) as exc:  # not glibc: keep the default
             log.debug("mallopt unavailable: %s", exc)
+
+
+def lower_this_thread_priority(niceness: int) -> bool:
+    """Make the calling thread yield the CPU to the GUI thread when both want it.
+
+    On Linux niceness is per thread and threads inherit it, so threads started from a
+    niced thread are nice too.  Returns whether it took effect (elsewhere callers fall
+    back to what their toolkit offers).
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (AttributeError, OSError):
+        return False
+    return True

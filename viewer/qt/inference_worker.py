@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
+
+from viewer.runtime import lower_this_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +183,6 @@ class InferenceWorker(QObject):
 WORKER_NICENESS = 10
 
 
-def lower_this_thread_priority(niceness: int = WORKER_NICENESS) -> bool:
-    """Make the calling thread yield the CPU to the GUI thread when both want it.
-
-    On Linux niceness is per thread and threads inherit it, so the engine's reader
-    threads and torch's worker threads started from here are nice too; elsewhere Qt's
-    thread priority is used by the caller.  Returns whether it took effect.
-    """
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
 class _WorkerThread(QThread):
     """A QThread running one Python callable (exceptions are the callable's business)."""
 
@@ -207,7 +193,7 @@ class _WorkerThread(QThread):
     def run(self) -> None:
         # The GUI thread must win the two cores whenever it needs them: a model job is
         # allowed to be a little slower, a pan is not allowed to stutter.
-        if not lower_this_thread_priority():
+        if not lower_this_thread_priority(WORKER_NICENESS):
             self.setPriority(QThread.Priority.LowPriority)
         try:
             self._target()

@@ -20,6 +20,8 @@ from viewer.tiles.scheduler import TileScheduler
 
 log = logging.getLogger(__name__)
 
+#: How much nicer than the GUI thread the tile readers run (the inference worker: 10).
+READER_NICENESS = 4
 #: Default byte budget of decoded tiles (a setting in the main window).
 DEFAULT_CACHE_MB = 512
 
@@ -80,6 +82,9 @@ class TileBridge(QObject):
             n_readers=n_readers,
             on_loaded=self.tile_loaded.emit,
             on_failed=lambda key, exc: self.tile_failed.emit(key, str(exc)),
+            # a little nicer than the GUI thread: on two cores two busy readers would
+            # otherwise take the GUI thread's turn in the middle of a pan
+            reader_niceness=READER_NICENESS,
         )
 
     def add_source(self, source: SlideSource, grids: TileGridSet) -> None:

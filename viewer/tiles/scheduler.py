@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from viewer.runtime import lower_this_thread_priority
 from viewer.tiles.cache import TileCache
 from viewer.tiles.keys import TileKey
 
@@ -69,11 +70,13 @@ class TileScheduler:
         n_readers: int = 2,
         on_loaded: LoadedFn | None = None,
         on_failed: FailedFn | None = None,
+        reader_niceness: int = 0,
     ) -> None:
         if n_readers < 1:
             raise ValueError(f"n_readers must be >= 1, got {n_readers}")
         self._cache = cache
         self._load = load
+        self._reader_niceness = reader_niceness
         self._on_loaded = on_loaded
         self._on_failed = on_failed
         self._cond = threading.Condition(threading.Lock())
@@ -218,6 +221,8 @@ class TileScheduler:
 
     # -- reader threads -----------------------------------------------------------------
     def _run(self) -> None:
+        if self._reader_niceness:
+            lower_this_thread_priority(self._reader_niceness)
         cond = self._cond
         cache = self._cache
         stats = self._stats
