@@ -11,10 +11,12 @@ rest.  Cancel: set the ``cancel`` event; it is checked between batches and by th
 readers between patches.  Closing the generator (or leaving a ``for`` loop early)
 stops and joins the reader threads.
 
-Devices: on CUDA the forward pass runs under autocast (bf16 where supported, else
-fp16) with channels_last inputs copied from pinned memory without blocking; when the
+Devices: inputs and weights are channels-last; on CUDA the forward pass runs under
+autocast (bf16 where supported, else fp16) with inputs copied from pinned memory
+without blocking; when the
 GPU runs out of memory the batch is halved and the run goes on.  On the CPU torch gets
-``cores - readers`` threads while the readers run, and its setting is restored after.
+every core (or ``job.torch_threads``) while the job runs, and its setting is restored
+after.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from inference.patches import (
     make_patch_reader,
     order_patches,
 )
+from inference.threads import lower_this_thread_priority
 from inference.tissue import DEFAULT_TISSUE_THRESHOLD, TissueMask, tissue_mask
 
 if TYPE_CHECKING:
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How much nicer than the model's thread the patch readers run.
+READER_NICENESS = 5
 #: Longest side (pixels) of a segmentation probability map; tiles shrink to fit.
 MAX_SEG_MAP_SIDE = 4096
 #: Default overlap of segmentation windows (classification defaults to none).
@@ -125,8 +130,10 @@ class InferenceJob:
     ``overlap``: fraction of the patch side (``None``: 0 for classification,
     ``DEFAULT_SEG_OVERLAP`` for segmentation).  ``tissue_threshold``: patches with less
     tissue than this fraction are skipped as background (0 computes every patch);
-    ``tissue``: a mask already computed for this slide.  ``seg_tile_px``: segmentation
-    tiles are returned at most this many pixels square.
+    ``tissue``: a mask already computed for this slide.  ``torch_threads``: intra-op
+    threads on the CPU while the job runs (``None``: every core, see
+    :func:`default_cpu_threads`).  ``seg_tile_px``: segmentation tiles are returned at
+    most this many pixels square.
     """
 
     slide: str | Path | SlideSource
@@ -140,6 +147,7 @@ class InferenceJob:
     tissue_threshold: float = DEFAULT_TISSUE_THRESHOLD
     tissue: TissueMask | None = None
     num_readers: int | None = None
+    torch_threads: int | None = None
     seg_tile_px: int = 64
     trust: bool = False
     job_id: int = 0
@@ -197,9 +205,16 @@ def default_num_readers(device: str) -> int:
     return max(1, min(4, cores // 4))
 
 
-def cpu_threads_beside_readers(num_readers: int) -> int:
-    """torch threads that leave the readers a core each: ``max(1, cores - readers)``."""
-    return max(1, available_cores() - num_readers)
+def default_cpu_threads() -> int:
+    """torch threads for a job on the CPU: every core.
+
+    The model is the slow stage on a CPU: one reader keeps up with it using a fraction
+    of a core (measured: the demo classifier's reader ceiling is about 3x its model
+    ceiling), so leaving a whole core to the readers wastes most of it.  A caller that
+    needs cores for something else (the viewer's tile readers) sets
+    ``InferenceJob.torch_threads``.
+    """
+    return available_cores()
 
 
 @contextmanager
@@ -261,7 +276,13 @@ class ReadAhead(Generic[T]):
         self._stop = threading.Event()
         self._depth = max(1, depth if depth is not None else 2 * num_threads)
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, num_threads), thread_name_prefix="slidelens-reader"
+            max_workers=max(1, num_threads),
+            thread_name_prefix="slidelens-reader",
+            # on the CPU torch runs on every core; readers that yield to it fill the gaps
+            # between its parallel sections instead of stalling them (an OpenMP section
+            # waits for its slowest thread, so a preempted torch thread stalls them all)
+            initializer=lower_this_thread_priority,
+            initargs=(READER_NICENESS,),
         )
         self._pending: deque[tuple[np.ndarray, Future[ReadBatch[T]]]] = deque()
         self._next = 0
@@ -372,8 +393,12 @@ class Forward:
         self.dtype = amp_dtype(device)
         self.seg_tile_px = seg_tile_px
         self.max_chunk: int | None = None
-        if self.cuda:
+        # channels-last suits convolutions on the CPU as on the GPU (about 2x for the
+        # demo CNN at batch 32 on this machine's CPU); other layers are unaffected
+        try:
             model.module.to(memory_format=torch.channels_last)
+        except (RuntimeError, TypeError, AttributeError):  # a program that cannot move
+            log.debug("model stays in contiguous memory format")
 
     @property
     def precision(self) -> str:
@@ -388,6 +413,7 @@ class Forward:
         with torch.inference_mode():
             if self.cuda:
                 x = x.to(self.device, non_blocking=True)
+            if x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             amp = (
                 torch.autocast(device_type="cuda", dtype=self.dtype)
@@ -512,7 +538,9 @@ class PreparedJob:
     def cpu_threads(self) -> int | None:
         """torch threads while the readers run (``None`` on CUDA: left as they are)."""
         return (
-            None if self.device.startswith("cuda") else cpu_threads_beside_readers(self.num_readers)
+            None
+            if self.device.startswith("cuda")
+            else (self.job.torch_threads or default_cpu_threads())
         )
 
     def make_input(self, rgb: np.ndarray) -> torch.Tensor:

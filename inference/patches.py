@@ -285,11 +285,13 @@ class PatchReader:
         lv_x = round(l0_x / self.lv_downsample)
         lv_y = round(l0_y / self.lv_downsample)
         size = self.lv_patch
-        rgb = self.source.read_region(self.level, lv_x, lv_y, size, size)
+        # the display path (BGRX straight from OpenSlide's buffer) skips the RGBA and
+        # PIL conversions of read_region: less CPU taken from the model per patch
+        bgrx = self.source.read_region_bgrx(self.level, lv_x, lv_y, size, size)
         if size != self.out_px:
             interp = cv2.INTER_AREA if size > self.out_px else cv2.INTER_LINEAR
-            rgb = cv2.resize(rgb, (self.out_px, self.out_px), interpolation=interp)
-        return rgb
+            bgrx = cv2.resize(bgrx, (self.out_px, self.out_px), interpolation=interp)
+        return cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
 
     def read(self, p_col: int, p_row: int) -> np.ndarray:
         rect = self.grid.patch_l0_rect(p_col, p_row)

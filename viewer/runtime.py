@@ -16,9 +16,11 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import os
 import sys
-import threading
+
+from inference.threads import lower_this_thread_priority
+
+__all__ = ["lower_this_thread_priority", "tune_for_interaction"]
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,3 @@ def tune_for_interaction() -> None:
         except (OSError, AttributeError) as exc:  # not glibc: keep the default
             log.debug("mallopt unavailable: %s", exc)
 
-
-def lower_this_thread_priority(niceness: int) -> bool:
-    """Make the calling thread yield the CPU to the GUI thread when both want it.
-
-    On Linux niceness is per thread and threads inherit it, so threads started from a
-    niced thread are nice too.  Returns whether it took effect (elsewhere callers fall
-    back to what their toolkit offers).
-    """
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-    except (AttributeError, OSError):
-        return False
-    return True

@@ -23,6 +23,7 @@ from inference.geometry import Rect
 from inference.patches import MissingMppError, make_patch_grid, order_patches
 from inference.results import ResultGrid, SegmentationMap, collect
 from inference.slides import SlideInfo, TileReadError
+from inference.slides.base import rgb_to_bgrx
 
 torch.set_num_threads(1)
 
@@ -80,6 +81,9 @@ class ArraySource:
         if x1 > x0 and y1 > y0:
             out[y0 - lv_y : y1 - lv_y, x0 - lv_x : x1 - lv_x] = img[y0:y1, x0:x1]
         return out
+
+    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
+        return rgb_to_bgrx(self.read_region(level, lv_x, lv_y, w, h))
 
     def associated_image(self, name: str) -> np.ndarray:
         raise KeyError(name)
@@ -372,20 +376,20 @@ def test_closing_the_generator_stops_the_readers() -> None:
     assert reader_threads() == []
 
 
-def test_cpu_threads_leave_room_for_readers_and_are_restored() -> None:
+def test_cpu_threads_are_every_core_or_the_jobs_and_are_restored() -> None:
     from inference.engine import available_cores
 
     before = torch.get_num_threads()
     source = ArraySource(tissue_image(128, 128))
-    seen = [
-        torch.get_num_threads()
-        for _ in run(
-            InferenceJob(
-                source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0, num_readers=1
-            )
+
+    def threads_seen(**kwargs: Any) -> set[int]:
+        job = InferenceJob(
+            source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0, **kwargs
         )
-    ]
-    assert set(seen) == {max(1, available_cores() - 1)}
+        return {torch.get_num_threads() for _ in run(job)}
+
+    assert threads_seen(num_readers=1) == {available_cores()}
+    assert threads_seen(num_readers=1, torch_threads=1) == {1}
     assert torch.get_num_threads() == before
 
 

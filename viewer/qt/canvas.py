@@ -230,7 +230,21 @@ class SlideCanvas(QWidget):
         self.paint_count += 1
         self._paint_transform = self.viewport.transform()
         painter = QPainter(self)
-        painter.fillRect(self.rect(), BACKGROUND)
+        if self.source is None:
+            painter.fillRect(self.rect(), BACKGROUND)
+        else:
+            # only around the slide: the slide's own area is painted over anyway
+            slide = self._scr_rect(Rect(0, 0, *self.source.info.dimensions))
+            w, h = self.width(), self.height()
+            top, bottom = max(0, slide.top()), min(h, slide.bottom() + 1)
+            for part in (
+                QRect(0, 0, w, top),
+                QRect(0, bottom, w, h - bottom),
+                QRect(0, top, max(0, slide.left()), bottom - top),
+                QRect(slide.right() + 1, top, w - slide.right() - 1, bottom - top),
+            ):
+                if part.width() > 0 and part.height() > 0:
+                    painter.fillRect(part, BACKGROUND)
         if self.source is not None and self.grids is not None:
             if self.plan is None:
                 self._request_tiles()
@@ -288,8 +302,6 @@ class SlideCanvas(QWidget):
         # while the view moves, tiles are scaled the cheap way; a last paint once it has
         # settled draws them smoothly (see _on_view_changed)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not self._moving)
-        slide_scr = self._scr_rect(Rect(0, 0, *info.dimensions))
-        painter.fillRect(slide_scr, QColor(255, 255, 255))
         missing: list[tuple[int, int]] = []
         ready: list[tuple[QRect, QImage]] = []
         for t_col, t_row in plan.visible:
@@ -303,6 +315,8 @@ class SlideCanvas(QWidget):
         if not missing:
             self.last_sharp_paint_time = self.last_paint_time
         else:
+            # glass white where not even a stand-in exists yet
+            painter.fillRect(self._scr_rect(Rect(0, 0, *info.dimensions)), QColor(255, 255, 255))
             self._paint_fallbacks(painter, missing)
         for target, image in ready:
             painter.drawImage(target, image)
