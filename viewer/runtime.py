@@ -44,4 +44,3 @@ def tune_for_interaction() -> None:
             libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
         except (OSError, AttributeError) as exc:  # not glibc: keep the default
             log.debug("mallopt unavailable: %s", exc)
-
