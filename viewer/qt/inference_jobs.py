@@ -339,10 +339,16 @@ class InferenceJobs(QObject):
         def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
             import torch
 
+            from inference.explain import preload
+
             try:
-                import pytorch_grad_cam  # noqa: F401  (imported for its import cost)
-            except ImportError:  # optional for inference; explanations say so themselves
-                log.info("pytorch_grad_cam is not installed")
+                preload()  # pytorch-grad-cam and what it imports: ~2 s, once
+            except ImportError as exc:  # explanations say so themselves when asked
+                log.info("explanations unavailable: %s", exc)
+            from viewer.layers.colormaps import CONTINUOUS, lut
+
+            for name in CONTINUOUS:  # the first heatmap or CAM would import matplotlib
+                lut(name)
             emit({"cuda": bool(torch.cuda.is_available()), "torch": torch.__version__})
 
         self._warm_task = self.worker.submit(body, priority=-1, label="loading torch")
