@@ -101,7 +101,7 @@ def run_ui_bench(config: UiBenchConfig, log: TextIO | None = None) -> dict[str, 
         start_done, start_t = state.done, time.perf_counter()
         heartbeat = _Heartbeat()
         heartbeat.start()
-        steps = _tour(window, app, config.tour_seconds)
+        steps = _tour(window, config.tour_seconds)
         heartbeat.stop()
         end_done, end_t = state.done, time.perf_counter()
         job_finished_in_tour = state.status == "done"

@@ -49,7 +49,7 @@ def card_html(card: ModelCard) -> str:
         rows.append(("Grad-CAM layer", card.cam_target_layer))
     if card.metrics:
         rows.append(
-            ("Held-out metrics", ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()))
+            ("Held-out metrics", ", ".join(f"{k} {v:.5g}" for k, v in card.metrics.items()))
         )
     if card.licence:
         rows.append(("Licence", card.licence))
