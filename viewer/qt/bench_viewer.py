@@ -154,7 +154,8 @@ class _Heartbeat:
 def _tour(window: MainWindow, seconds: float, seed: int = 7) -> int:
     """Pan and zoom like a pathologist for ``seconds``: drags, wheel zooms, jumps.
 
-    One step every 16 ms (the rate a mouse drag delivers moves at), from a timer in the
+    One step every 16 ms (the rate a mouse drag delivers moves at; pans by whole
+    pixels, as a mouse on a standard-density screen reports them), from a timer in the
     application's own event loop, so the window works as it does for a user: it sleeps
     between events, and the heartbeat measures how late it answers.
     """
@@ -162,11 +163,12 @@ def _tour(window: MainWindow, seconds: float, seed: int = 7) -> int:
     rng = random.Random(seed)
     steps = 0
     direction = (1.0, 0.0)
+    carry = (0.0, 0.0)
     loop = QEventLoop()
     start = time.perf_counter()
 
     def step() -> None:
-        nonlocal steps, direction
+        nonlocal steps, direction, carry
         if time.perf_counter() - start >= seconds:
             loop.quit()
             return
@@ -182,7 +184,11 @@ def _tour(window: MainWindow, seconds: float, seed: int = 7) -> int:
             factor = rng.choice([1.25**2, 1.25**-2, 1.25**3])
             viewport.zoom_by(factor, (rng.uniform(0, scr_w), rng.uniform(0, scr_h)))
         else:
-            viewport.pan_by_scr(direction[0] * 14, direction[1] * 14)
+            # a mouse reports whole pixels: move by those, carrying the remainder
+            want_x, want_y = direction[0] * 14 + carry[0], direction[1] * 14 + carry[1]
+            scr_dx, scr_dy = round(want_x), round(want_y)
+            carry = (want_x - scr_dx, want_y - scr_dy)
+            viewport.pan_by_scr(scr_dx, scr_dy)
         steps += 1
 
     timer = QTimer()

@@ -18,6 +18,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
+    QRegion,
     QResizeEvent,
     QWheelEvent,
 )
@@ -45,10 +46,13 @@ WHEEL_ZOOM_PER_NOTCH = 1.25
 SETTLE_MS = 120
 #: Tiles that arrive within this many milliseconds are shown by one repaint.
 TILE_REPAINT_MS = 30
+#: More arrived tiles than this are repainted by one whole-canvas paint.
+MAX_TILE_RECTS = 64
 #: Keyboard pan step as a fraction of the view.
 KEY_PAN_FRACTION = 0.15
 
-#: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.
+#: A painter for an overlay layer: ``paint(painter, canvas)`` after the tiles.  What it
+#: draws must be anchored to the slide: a whole-pixel pan scrolls the painted frame.
 OverlayPainter = Callable[[QPainter, "SlideCanvas"], None]
 
 
@@ -118,10 +122,14 @@ class SlideCanvas(QWidget):
         self._settle_timer.setInterval(SETTLE_MS)
         self._settle_timer.timeout.connect(self._settled)
         self._paint_transform: ViewTransform | None = None
+        #: The view (and screen size) the frame on screen shows, or will once the
+        #: pending paints are done.
+        self._shown: tuple[ViewTransform | None, tuple[int, int]] = (None, (0, 0))
         self._tile_repaint = QTimer(self)
         self._tile_repaint.setSingleShot(True)
         self._tile_repaint.setInterval(TILE_REPAINT_MS)
-        self._tile_repaint.timeout.connect(self.update)
+        self._tile_repaint.timeout.connect(self._repaint_arrived)
+        self._arrived: list[TileKey] = []
         self.paint_count = 0
         #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
         self.last_paint_time = 0.0
@@ -167,8 +175,64 @@ class SlideCanvas(QWidget):
         self._moving = True
         self._settle_timer.start()
         self._request_tiles()
-        self.update()
+        shown, shown_size = self._shown
+        now = self.viewport.transform()
+        self._shown = (now, self.viewport.scr_size)
+        if (
+            shown is None
+            or shown_size != self.viewport.scr_size
+            or not self._scroll_shown_frame(shown, now)
+        ):
+            self.update()
         self.view_changed.emit()
+
+    def _scroll_shown_frame(self, shown: ViewTransform, now: ViewTransform) -> bool:
+        """Pan what is on screen by whole pixels instead of painting it all again.
+
+        Only for a pure pan by whole screen pixels (a mouse drag) with no tool drawing
+        on top: the frame is moved in the backing store, and only the strips that
+        came into view, the scale bar, the legend and the child widgets (which stay
+        put on screen) are painted.  Returns whether it did so.
+        """
+        if self.tool is not None or self.source is None or not self.isVisible():
+            return False
+        if now.scale != shown.scale:
+            return False
+        scr_dx = (shown.l0_x - now.l0_x) * now.scale
+        scr_dy = (shown.l0_y - now.l0_y) * now.scale
+        dx, dy = round(scr_dx), round(scr_dy)
+        if abs(scr_dx - dx) > 1e-6 or abs(scr_dy - dy) > 1e-6:
+            return False
+        if abs(dx) >= self.width() or abs(dy) >= self.height():
+            return False
+        self.scroll(dx, dy, self.rect())
+        for fixed in self._screen_fixed_rects():
+            self.update(fixed)
+            self.update(fixed.translated(dx, dy))
+        return True
+
+    def _screen_fixed_rects(self) -> list[QRect]:
+        """Where the canvas shows things that do not move with the slide."""
+        w, h = self.width(), self.height()
+        children = self.findChildren(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        rects = [child.geometry() for child in children if child.isVisible()]
+        if self.show_scale_bar and self._scale_bar_image is not None:
+            image = self._scale_bar_image
+            rects.append(
+                QRect(
+                    *bottom_left(w, h, image.width(), image.height()), image.width(), image.height()
+                )
+            )
+        if self.show_legend and self._legend_image is not None:
+            image = self._legend_image
+            rects.append(
+                QRect(
+                    *bottom_right(w, h, image.width(), image.height()),
+                    image.width(),
+                    image.height(),
+                )
+            )
+        return rects
 
     def _settled(self) -> None:
         self._moving = False
@@ -192,9 +256,27 @@ class SlideCanvas(QWidget):
     def _on_tile_loaded(self, key: TileKey, *_: object) -> None:
         # tiles arrive in bursts: repaint for them at most every TILE_REPAINT_MS, so a
         # burst costs a paint or two, not one per tile, while the user pans
-        ours = self.source is not None and key.source_id == self.source.info.source_id
-        if ours and not self._tile_repaint.isActive():
+        if self.source is None or key.source_id != self.source.info.source_id:
+            return
+        self._arrived.append(key)
+        if not self._tile_repaint.isActive():
             self._tile_repaint.start()
+
+    def _repaint_arrived(self) -> None:
+        """Repaint where the tiles that arrived lie on screen (not the whole canvas)."""
+        arrived, self._arrived = self._arrived, []
+        if self.grids is None:
+            return
+        if len(arrived) > MAX_TILE_RECTS:
+            self.update()
+            return
+        region = QRegion()
+        for key in arrived:
+            if key.level < self.grids.level_count:
+                l0_rect = self.grids.tile_l0_rect(key.level, key.t_col, key.t_row)
+                # a pixel of margin: smooth scaling reaches a little past a tile's edge
+                region += self._scr_rect(l0_rect).adjusted(-1, -1, 1, 1)
+        self.update(region.intersected(self.rect()))
 
     def visible_tiles_ready(self) -> bool:
         """Whether every on-screen tile of the sharp level is in the cache."""
@@ -248,7 +330,7 @@ class SlideCanvas(QWidget):
         if self.source is not None and self.grids is not None:
             if self.plan is None:
                 self._request_tiles()
-            self._paint_slide(painter)
+            self._paint_slide(painter, event.region())
             self._layer_painter.paint(
                 painter, self.layers, self.viewport.transform(), (self.width(), self.height())
             )
@@ -293,7 +375,7 @@ class SlideCanvas(QWidget):
                 *bottom_left(self.width(), self.height(), image.width(), image.height()), image
             )
 
-    def _paint_slide(self, painter: QPainter) -> None:
+    def _paint_slide(self, painter: QPainter, region: QRegion) -> None:
         assert self.source is not None and self.grids is not None and self.plan is not None
         info = self.source.info
         cache = self.bridge.cache
@@ -308,7 +390,9 @@ class SlideCanvas(QWidget):
             tile = cache.get(TileKey(source_id, plan.level, t_col, t_row))
             target = self._tile_scr_rect(plan.level, t_col, t_row)
             if isinstance(tile, DecodedTile):
-                ready.append((target, tile.image))
+                # after a pan only the strips that came into view are painted
+                if region.intersects(target):
+                    ready.append((target, tile.image))
             else:
                 missing.append((t_col, t_row))
         self.last_paint_time = time.perf_counter()

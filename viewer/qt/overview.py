@@ -24,6 +24,9 @@ class OverviewMap(QWidget):
         viewport.changed.connect(self._on_view_changed)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip("Overview: click or drag to move the view")
+        # it covers itself with the thumbnail: without this, each of its repaints (one per
+        # view change) would repaint the canvas beneath it a second time
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.hide()
 
     def _on_view_changed(self) -> None:

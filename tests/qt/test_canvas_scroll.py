@@ -1,0 +1,91 @@
+"""Panning by whole pixels moves the frame on screen and paints only what came into view;
+what the screen then shows equals a fresh paint of the whole canvas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
+from viewer.qt.main_window import MainWindow
+
+
+def _rgb(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
+    rows = rows.reshape(image.height(), image.bytesPerLine())
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+class _PaintedArea(QObject):
+    """Records the area (in pixels) of every paint event of the watched widget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.areas: list[int] = []
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            region = event.region()  # type: ignore[attr-defined]
+            self.areas.append(sum(rect.width() * rect.height() for rect in region))
+        return False
+
+
+def _on_screen(window: MainWindow) -> np.ndarray:
+    """The canvas as the window's backing store holds it (not a fresh paint)."""
+    canvas = window.canvas
+    top_left = canvas.mapTo(window, canvas.rect().topLeft())
+    shot = canvas.screen().grabWindow(
+        window.winId(), top_left.x(), top_left.y(), canvas.width(), canvas.height()
+    )
+    return _rgb(shot.toImage())
+
+
+def test_whole_pixel_pans_scroll_the_frame_and_match_a_full_paint(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    open_slide_in(qtbot, window, synthetic_slide)
+    canvas, viewport = window.canvas, window.canvas.viewport
+    viewport.set_scale(1.0)
+    viewport.center_on(2048, 1536)
+    qtbot.waitUntil(canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+    # load the tiles of the path back first, so the pans below find them all cached
+    viewport.pan_by_scr(60, 42)
+    qtbot.waitUntil(canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
+    qtbot.wait(300)
+
+    spy = _PaintedArea()
+    canvas.installEventFilter(spy)
+    for _ in range(6):
+        viewport.pan_by_scr(-10, -7)
+        QApplication.processEvents()
+    on_screen = _on_screen(window)
+    canvas.removeEventFilter(spy)
+
+    full = canvas.width() * canvas.height()
+    assert len(spy.areas) >= 1
+    # each pan painted the strips that came into view (and the fixed overlays), not all
+    assert max(spy.areas) < full / 4
+    fresh = grab(window)
+    assert on_screen.shape == fresh.shape
+    assert np.array_equal(on_screen, fresh)
+
+
+def test_zoom_still_repaints_the_whole_canvas(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    open_slide_in(qtbot, window, synthetic_slide)
+    canvas = window.canvas
+    qtbot.wait(300)
+    spy = _PaintedArea()
+    canvas.installEventFilter(spy)
+    canvas.viewport.zoom_by(1.25)
+    QApplication.processEvents()
+    canvas.removeEventFilter(spy)
+    # all of it but what the overview map, an opaque child, covers
+    assert spy.areas and max(spy.areas) > canvas.width() * canvas.height() / 2
