@@ -93,7 +93,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"skip patches with less tissue than this fraction (default "
         f"{DEFAULT_TISSUE_THRESHOLD}; 0 computes every patch)",
     )
-    parser.add_argument("--num-readers", type=positive_int, help="patch reader threads")
+    parser.add_argument(
+        "--num-readers", type=positive_int, help="patch reader threads (with --cpu-lanes 1)"
+    )
+    parser.add_argument(
+        "--cpu-lanes",
+        type=positive_int,
+        help="on the CPU, batches computed at once, each on its own thread "
+        "(default: one per core; 1: one batch at a time on every core)",
+    )
+    parser.add_argument(
+        "--torch-threads", type=positive_int, help="torch threads of each lane on the CPU"
+    )
     parser.add_argument(
         "--trust", action="store_true", help="allow a TorchScript model (it is a program)"
     )
@@ -243,6 +254,8 @@ def _run_slide(
             mpp_override=args.mpp,
             tissue_threshold=args.tissue_threshold,
             num_readers=args.num_readers,
+            cpu_lanes=args.cpu_lanes,
+            torch_threads=args.torch_threads,
             trust=args.trust,
         )
         with prepare(job) as prepared:
@@ -364,6 +377,7 @@ def _metadata(
             "device": prepared.device,
             "batch_size": args.batch_size,
             "num_readers": prepared.num_readers,
+            "cpu_lanes": prepared.lanes,
             "torch_threads": prepared.cpu_threads,
             "region": None if region is None else list(region.to_int()),
         },

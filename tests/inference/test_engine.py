@@ -180,7 +180,9 @@ def write_model_folder(folder: Path, *, seed: int = 0) -> Path:
 
 
 def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("slidelens-reader")]
+    """The engine's threads: patch readers, or lanes that read and compute."""
+    prefixes = ("slidelens-reader", "slidelens-lane")
+    return [t for t in threading.enumerate() if t.name.startswith(prefixes)]
 
 
 def all_batches(job: InferenceJob, **kwargs: Any) -> list[BatchResult]:
@@ -350,10 +352,13 @@ def test_region_first_then_the_rest() -> None:
     assert sum(len(b) for b in only) == 9 and only[0].grid.l0_origin == (224, 224)
 
 
-def test_cancel_between_batches_and_no_reader_threads_left() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_cancel_between_batches_and_no_reader_threads_left(lanes: int) -> None:
     source = ArraySource(tissue_image(512, 512, seed=6))
     cancel = threading.Event()
-    job = InferenceJob(source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0)
+    job = InferenceJob(
+        source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0, cpu_lanes=lanes
+    )
     got = []
     for batch in run(job, cancel=cancel):
         got.append(batch)
@@ -363,11 +368,18 @@ def test_cancel_between_batches_and_no_reader_threads_left() -> None:
     assert source.reads < 256  # readers stopped well before the end
 
 
-def test_closing_the_generator_stops_the_readers() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_closing_the_generator_stops_the_readers(lanes: int) -> None:
     source = ArraySource(tissue_image(512, 512, seed=6))
     gen: Iterator[BatchResult] = run(
         InferenceJob(
-            source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0, num_readers=2
+            source,
+            TinyModel(),
+            device="cpu",
+            batch_size=4,
+            tissue_threshold=0,
+            num_readers=2,
+            cpu_lanes=lanes,
         )
     )
     next(gen)
@@ -376,27 +388,85 @@ def test_closing_the_generator_stops_the_readers() -> None:
     assert reader_threads() == []
 
 
-def test_cpu_threads_are_every_core_or_the_jobs_and_are_restored() -> None:
+class _SeesThreads(torch.nn.Module):
+    """Records, for every forward pass, the thread running it and its torch threads."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((threading.get_ident(), torch.get_num_threads()))
+        return self.inner(x)
+
+
+def _forwards_seen(**kwargs: Any) -> list[tuple[int, int]]:
+    model = TinyModel()
+    spy = _SeesThreads(model.module)
+    model.module = spy
+    job = InferenceJob(
+        ArraySource(tissue_image(256, 256)),
+        model,
+        device="cpu",
+        batch_size=4,
+        tissue_threshold=0,
+        **kwargs,
+    )
+    for _ in run(job):
+        pass
+    return spy.seen
+
+
+def test_cpu_lanes_run_batches_side_by_side_with_their_own_torch_threads() -> None:
     from inference.engine import available_cores
 
     before = torch.get_num_threads()
-    source = ArraySource(tissue_image(128, 128))
+    caller = threading.get_ident()
+    seen = _forwards_seen(cpu_lanes=2)
+    assert len(seen) == 16
+    lanes = {thread for thread, _ in seen}
+    assert caller not in lanes and 1 <= len(lanes) <= 2
+    assert {threads for _, threads in seen} == {max(1, available_cores() // 2)}
+    assert {threads for _, threads in _forwards_seen(cpu_lanes=2, torch_threads=3)} == {3}
+    assert torch.get_num_threads() == before  # the caller's own setting is untouched
 
-    def threads_seen(**kwargs: Any) -> set[int]:
-        job = InferenceJob(
-            source, TinyModel(), device="cpu", batch_size=4, tissue_threshold=0, **kwargs
-        )
-        return {torch.get_num_threads() for _ in run(job)}
 
-    assert threads_seen(num_readers=1) == {available_cores()}
-    assert threads_seen(num_readers=1, torch_threads=1) == {1}
+def test_one_lane_runs_the_model_on_the_caller_with_every_core_then_restores() -> None:
+    from inference.engine import available_cores
+
+    before = torch.get_num_threads()
+    caller = threading.get_ident()
+    seen = _forwards_seen(cpu_lanes=1, num_readers=1)
+    assert {thread for thread, _ in seen} == {caller}
+    assert {threads for _, threads in seen} == {available_cores()}
+    assert {t for _, t in _forwards_seen(cpu_lanes=1, torch_threads=1)} == {1}
     assert torch.get_num_threads() == before
+
+
+def test_lanes_and_one_at_a_time_give_the_same_results_in_the_same_order() -> None:
+    source = ArraySource(tissue_image(384, 256, seed=11))
+    region = Rect(200, 100, 64, 64)
+
+    def batches(lanes: int) -> list[BatchResult]:
+        job = InferenceJob(
+            source, TinyModel(), device="cpu", batch_size=5, region=region, cpu_lanes=lanes
+        )
+        return all_batches(job)
+
+    one, three = batches(1), batches(3)
+    assert [b.p_ij.tolist() for b in one] == [b.p_ij.tolist() for b in three]
+    assert [b.done for b in one] == [b.done for b in three]
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
 
 
 # -- failures -------------------------------------------------------------------------------
 
 
 class _OomOverTwo(torch.nn.Module):
+    """Records the batch of every call; fails like a full GPU on more than two patches."""
+
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
         self.inner = inner
@@ -414,8 +484,9 @@ def test_out_of_memory_halves_the_batch_and_goes_on() -> None:
     model = TinyModel()
     oom = _OomOverTwo(model.module)
     model.module = oom
+    # one lane: the calls come in a known order (halving is for CUDA, where there is one)
     batches = all_batches(
-        InferenceJob(source, model, device="cpu", batch_size=8, tissue_threshold=0)
+        InferenceJob(source, model, device="cpu", batch_size=8, tissue_threshold=0, cpu_lanes=1)
     )
     assert sum(len(b) for b in batches) == 16
     assert oom.calls[:4] == [8, 4, 2, 2] and max(oom.calls[4:]) == 2
@@ -424,6 +495,22 @@ def test_out_of_memory_halves_the_batch_and_goes_on() -> None:
             np.testing.assert_allclose(
                 p, model.direct(source.read_region(0, l0_x, l0_y, 32, 32)), atol=1e-5
             )
+
+
+def test_the_cpu_computes_a_batch_of_large_patches_in_cache_sized_chunks() -> None:
+    from inference.engine import Forward, cpu_chunk_patches
+
+    model = TinyModel()
+    oom = _OomOverTwo(model.module)  # records the size of every forward pass
+    model.module = oom
+    x = torch.randn(5, 3, 256, 256)
+    assert cpu_chunk_patches(256, 256) == 2
+    chunked = Forward(model, "cpu", None)(x)
+    assert oom.calls == [2, 2, 1]
+    with torch.no_grad():
+        whole = model.postprocess(model.module.inner(x)).numpy()
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    assert cpu_chunk_patches(32, 32) == 128 and cpu_chunk_patches(1024, 1024) == 1
 
 
 def test_unreadable_patches_are_reported_and_the_rest_computed() -> None:
