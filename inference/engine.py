@@ -814,7 +814,7 @@ def _run_lanes(
             batches,
             prepared.read_and_forward,
             num_threads=lanes,
-            depth=lanes + 1,  # one batch queued, so a lane that finishes starts at once
+            depth=2 * lanes,  # a batch queued per lane: a lane that finishes starts at once
             cancel=cancel,
             setup=partial(_set_lane_threads, threads),
             thread_name="slidelens-lane",

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from inference.allocator import tune_allocator
+
+    tune_allocator()
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands = {
