@@ -3,12 +3,13 @@ allocated again at once (a model's activations batch after batch, decoded tiles)
 
 With glibc's defaults every thread's arena gives freed memory above 128 KB (raised only
 as large blocks are freed) back to the kernel, and takes it back page by page, each
-page a fault the kernel answers by zeroing it: measured here, the demo classifier's two
-CPU lanes took about 100,000 page faults a second and ran at 506 patches/s headless;
-with the settings below, 25,000 faults in all and 614 patches/s, for about 60 MB more
-RSS.  In the viewer the difference is larger (a fixed 128 KB mmap threshold, used there
-before, cost 2.8x the CPU per batch).  Freed memory past these bounds still goes back to
-the OS, so the viewer's memory follows its tile cache's byte bound.
+page a fault the kernel answers by zeroing it: measured here over 55 batches of the
+demo classifier headless, the two CPU lanes took about 950,000 page faults (some 270,000
+a second) and ran at 506 patches/s; with the settings below, about 56,000 faults and
+614 patches/s, for about 60 MB more RSS.  In the viewer the difference was larger (a
+fixed 128 KB mmap threshold, used there before, cost 2.8x the CPU per batch).  Freed
+memory past these bounds still goes back to the OS, so the viewer's memory follows its
+tile cache's byte bound.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.models.card import load_card
 from inference.models.demo_cards import (
     CLASSIFIER_NAME,
     SEGMENTER_NAME,
@@ -55,6 +56,7 @@ from inference.models.demo_training import (
     train_classifier,
     train_segmenter,
 )
+from inference.models.loading import LoadedModel
 
 #: Slides the models learn from (seeds 101..107; two scanned at 0.25 um/px).
 TRAIN_SLIDES: tuple[SlideSpec, ...] = (
@@ -181,16 +183,32 @@ def _training_record(
     }
 
 
+def _untrained(staging: Path, card: dict[str, Any], *, seed: int) -> LoadedModel:
+    """Write ``card`` into the new folder ``staging`` and build its network with fresh
+    weights (seeded), as the loader would present it."""
+    import torch
+
+    from inference.models.architectures import build_architecture
+
+    staging.mkdir(parents=True)
+    write_card(staging, card)
+    loaded_card = load_card(staging)
+    torch.manual_seed(seed)
+    module = build_architecture(loaded_card.architecture, loaded_card.num_classes, loaded_card.task)
+    return LoadedModel(
+        card=loaded_card,
+        module=module,
+        weights_path=staging / WEIGHTS_NAME,
+        sha256="",
+        kind="eager",
+        device=torch.device("cpu"),
+    )
+
+
 def make_classifier(
     out: Path, slides: Sequence[Path], heldout: Path, *, seed: int, threads: int
 ) -> dict[str, Any]:
     """Train, measure and write the demo classifier; return its summary."""
-    import torch
-
-    from inference.models.architectures import build_architecture
-    from inference.models.card import load_card
-    from inference.models.loading import LoadedModel
-
     recipe = CLASSIFIER
     t0 = time.perf_counter()
     _log(f"[classifier] sampling {recipe.patches_per_slide} patches a slide from {len(slides)}")
@@ -209,21 +227,10 @@ def make_classifier(
         cam_target_layer="features.2",
     )
     staging = staging_folder(out, CLASSIFIER_NAME)
-    staging.mkdir(parents=True)
-    write_card(staging, classifier_card(**card_args))
-    torch.manual_seed(seed)
-    module = build_architecture("small_cnn", 2, "classification")
-    model = LoadedModel(
-        card=load_card(staging),
-        module=module,
-        weights_path=staging / WEIGHTS_NAME,
-        sha256="",
-        kind="eager",
-        device=torch.device("cpu"),
-    )
+    model = _untrained(staging, classifier_card(**card_args), seed=seed)
     report = train_classifier(model, patches, recipe.settings, seed=seed, log=_log)
     _log(f"[classifier] trained in {report.seconds:.0f} s ({report.steps} steps)")
-    write_model_folder(staging, classifier_card(**card_args), state_as_numpy(module))
+    write_model_folder(staging, classifier_card(**card_args), state_as_numpy(model.module))
     t1 = time.perf_counter()
     metrics = classifier_metrics(heldout, staging)
     _log(
@@ -263,12 +270,6 @@ def make_segmenter(
     out: Path, slides: Sequence[Path], heldout: Path, *, seed: int, threads: int
 ) -> dict[str, Any]:
     """Train, measure and write the demo segmentation U-Net; return its summary."""
-    import torch
-
-    from inference.models.architectures import build_architecture
-    from inference.models.card import load_card
-    from inference.models.loading import LoadedModel
-
     recipe = SEGMENTER
     t0 = time.perf_counter()
     _log(f"[segmenter] sampling {recipe.patches_per_slide} tiles a slide from {len(slides)}")
@@ -284,21 +285,10 @@ def make_segmenter(
         patch_size=recipe.patch_size, spacing_um_px=recipe.spacing_um_px, mean=mean, std=std
     )
     staging = staging_folder(out, SEGMENTER_NAME)
-    staging.mkdir(parents=True)
-    write_card(staging, segmenter_card(**card_args))
-    torch.manual_seed(seed)
-    module = build_architecture("unet_small", 1, "segmentation")
-    model = LoadedModel(
-        card=load_card(staging),
-        module=module,
-        weights_path=staging / WEIGHTS_NAME,
-        sha256="",
-        kind="eager",
-        device=torch.device("cpu"),
-    )
+    model = _untrained(staging, segmenter_card(**card_args), seed=seed)
     report = train_segmenter(model, patches, recipe.settings, seed=seed, log=_log)
     _log(f"[segmenter] trained in {report.seconds:.0f} s ({report.steps} steps)")
-    write_model_folder(staging, segmenter_card(**card_args), state_as_numpy(module))
+    write_model_folder(staging, segmenter_card(**card_args), state_as_numpy(model.module))
     t1 = time.perf_counter()
     metrics = segmentation_metrics(heldout, staging)
     _log(

@@ -228,3 +228,23 @@ def test_ground_truth_loads_as_an_outline_layer(
     window.analysis.load_truth(bad)
     qtbot.waitUntil(lambda: window.analysis.last_error is not None, timeout=TIMEOUT_MS)
     assert "bad.geojson" in (window.analysis.last_error or "")
+
+
+def test_show_tissue_adds_one_visible_tissue_layer_and_reuses_it(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path
+) -> None:
+    from viewer.layers.masks import is_tissue_layer
+
+    open_slide_in(qtbot, window, synthetic_slide)
+    window.analysis.show_tissue()
+    qtbot.waitUntil(
+        lambda: any(is_tissue_layer(layer) for layer in window.canvas.layers),
+        timeout=TIMEOUT_MS,
+    )
+    (layer,) = [layer for layer in window.canvas.layers if is_tissue_layer(layer)]
+    assert isinstance(layer, MaskLayer) and layer.visible and layer.mask.any()
+    assert not layer.mask.all()  # glass around the tissue islands is not tissue
+    layer.visible = False
+    window.analysis.show_tissue()  # shows the same layer again, computes nothing
+    assert layer.visible
+    assert [lay for lay in window.canvas.layers if is_tissue_layer(lay)] == [layer]

@@ -143,3 +143,20 @@ class PolygonLayer(Layer):
         x0, y0 = allpts.min(axis=0)
         x1, y1 = allpts.max(axis=0)
         return float(x0), float(y0), float(x1), float(y1)
+
+
+def tissue_mask_layer(mask: np.ndarray, l0_per_px: float) -> MaskLayer:
+    """The layer that shows a slide's tissue mask (the engine's, at ``l0_per_px``)."""
+    return MaskLayer(
+        "Tissue mask",
+        mask,
+        l0_per_px,
+        colour=(40, 160, 60),
+        opacity=0.35,
+        provenance={"kind": "tissue", "l0_per_px": l0_per_px},
+    )
+
+
+def is_tissue_layer(layer: Layer) -> bool:
+    """Whether ``layer`` is a tissue mask layer made by :func:`tissue_mask_layer`."""
+    return isinstance(layer, MaskLayer) and layer.provenance.get("kind") == "tissue"

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from inference.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
-from viewer.layers.masks import MaskLayer
+from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
 from viewer.qt.background import BackgroundCalls
 from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_jobs import InferenceJobs, JobSpec, Scope
@@ -344,7 +344,7 @@ class AnalysisController(QObject):
         if self.opened is None:
             return
         for layer in self.canvas.layers:
-            if isinstance(layer, MaskLayer) and layer.provenance.get("kind") == "tissue":
+            if is_tissue_layer(layer):
                 layer.visible = True
                 self.layers_panel.select(layer)
                 return
@@ -356,14 +356,7 @@ class AnalysisController(QObject):
         def done(tissue: TissueMask) -> None:
             if self.opened is None or self.opened.source.info.source_id != source_id:
                 return
-            layer = MaskLayer(
-                "Tissue mask",
-                tissue.mask,
-                tissue.l0_per_px,
-                colour=(40, 160, 60),
-                opacity=0.35,
-                provenance={"kind": "tissue", "l0_per_px": tissue.l0_per_px},
-            )
+            layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
             self.canvas.layers.insert(0, layer)
             self.layers_panel.select(layer)
 

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 from inference.geometry import Rect
 from viewer.layers.base import LayerStack
 from viewer.layers.heatmap import HeatmapLayer
-from viewer.layers.masks import MaskLayer
+from viewer.layers.masks import MaskLayer, tissue_mask_layer
 from viewer.qt.inference_worker import (
     PRIORITY_SLIDE,
     PRIORITY_VIEW,
@@ -488,14 +488,7 @@ class InferenceJobs(QObject):
         layer = self._tissue_layers.get(source_id)
         if layer is not None and layer in self.layers:
             return
-        layer = MaskLayer(
-            "Tissue mask",
-            tissue.mask,
-            tissue.l0_per_px,
-            colour=(40, 160, 60),
-            opacity=0.35,
-            provenance={"kind": "tissue", "l0_per_px": tissue.l0_per_px},
-        )
+        layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
         layer.visible = False
         self.layers.insert(0, layer)
         self._tissue_layers[source_id] = layer
