@@ -52,7 +52,7 @@ from inference.patches import (
     make_patch_reader,
     order_patches,
 )
-from inference.threads import lower_this_thread_priority
+from inference.threads import lower_this_thread_priority, use_gate
 from inference.tissue import DEFAULT_TISSUE_THRESHOLD, TissueMask, tissue_mask
 
 if TYPE_CHECKING:
@@ -486,6 +486,12 @@ class Forward:
             return probs.cpu().numpy().astype(np.float32, copy=False)
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
+        # shared: lanes run side by side, but not while an explanation has hooks on
+        # the module (they would catch these passes too)
+        with use_gate(self.model.module).shared():
+            return self._chunked(x)
+
+    def _chunked(self, x: torch.Tensor) -> np.ndarray:
         import torch
 
         n = int(x.shape[0])

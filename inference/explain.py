@@ -587,6 +587,24 @@ def _explain(
     t_start: float,
     mpp: float | None,
 ) -> CamResult:
+    """:func:`_explain_alone` with the model to itself: CAM hooks on a module catch
+    every forward pass through it, so a model job's passes (CPU lanes on other threads)
+    wait until the explanation is done."""
+    from inference.threads import use_gate
+
+    with use_gate(model.module).exclusive():
+        return _explain_alone(source, model, plan, request, tracker, t_start, mpp)
+
+
+def _explain_alone(
+    source: SlideSource,
+    model: ModelLike,
+    plan: _Plan,
+    request: CamRequest,
+    tracker: ProgressTracker,
+    t_start: float,
+    mpp: float | None,
+) -> CamResult:
 
     from inference.explain_methods import (
         BatchLoop,
