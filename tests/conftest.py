@@ -38,7 +38,7 @@ def aperio_slide() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic pyramidal slide (3 levels) with its ground truth beside it."""
-    from inference.slides.synth import SynthParams, write_synthetic_slide
+    from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     path = tmp_path_factory.mktemp("synth") / "synthetic.tiff"
     write_synthetic_slide(path, SynthParams(width=4096, height=3072, seed=3, mpp=0.5))

@@ -27,13 +27,13 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from viewer.export_cli import add_parser
+    from viewer.cli.export import add_parser
 
     add_parser(sub)
 
 
 def _add_bench_viewer(bench_sub: argparse._SubParsersAction) -> None:
-    from viewer.bench_cli import add_bench_ui_parser, add_bench_viewer_parser
+    from viewer.cli.bench import add_bench_ui_parser, add_bench_viewer_parser
 
     add_bench_viewer_parser(bench_sub)
     add_bench_ui_parser(bench_sub)
@@ -53,7 +53,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inference.cli import build_parser as build_headless_parser
+    from inference.cli.main import build_parser as build_headless_parser
 
     return build_headless_parser(
         extra_commands=(_add_demo, _add_view, _add_export), extra_bench=(_add_bench_viewer,)
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from inference.allocator import tune_allocator
+    from inference.core.allocator import tune_allocator
 
     tune_allocator()
     args_list = list(sys.argv[1:] if argv is None else argv)

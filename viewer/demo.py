@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from inference.paths import user_data_dir
+from inference.core.paths import user_data_dir
 
 
 def demo_slide_path() -> Path:
@@ -15,7 +15,7 @@ def demo_slide_path() -> Path:
 
 def ensure_demo_slide(regenerate: bool = False) -> Path:
     """The demo slide's path, writing it first if it is missing (or ``regenerate``)."""
-    from inference.slides.synth import SynthParams, write_synthetic_slide
+    from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     path = demo_slide_path()
     if path.exists() and not regenerate:

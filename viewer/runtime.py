@@ -4,7 +4,7 @@
   the ~300,000 objects of a running viewer (Qt wrappers, imported modules) took up to
   120 ms, felt as a hitch while panning.  Everything alive once the window is built is
   frozen out of collection and young collections run less often.
-* glibc's allocator keeps freed memory for reuse (see :mod:`inference.allocator`).
+* glibc's allocator keeps freed memory for reuse (see :mod:`inference.core.allocator`).
 * A thread waiting for the GIL gets it sooner, so the GUI thread never waits long
   behind a busy reader or worker thread.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import gc
 import sys
 
-from inference.allocator import tune_allocator
-from inference.threads import lower_this_thread_priority
+from inference.core.allocator import tune_allocator
+from inference.core.threads import lower_this_thread_priority
 
 __all__ = ["lower_this_thread_priority", "tune_for_interaction"]
 

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from inference.paths import user_data_dir
+from inference.core.paths import user_data_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from inference.core.paths import user_data_dir
 from inference.models.card import ModelCard, ModelError, load_card
 from inference.models.loading import ModelLoadError
-from inference.paths import user_data_dir
 
 Source = Literal["bundled", "user", "path"]
 

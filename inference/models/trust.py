@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inference.paths import user_data_dir
+from inference.core.paths import user_data_dir
 
 TRUST_FILE_NAME = "trusted-models.json"
 _CHUNK = 1 << 20
@@ -37,7 +37,7 @@ class TrustStore:
     """SHA-256 hashes of TorchScript files the user trusted, persisted as JSON.
 
     ``path`` defaults to ``<user data dir>/trusted-models.json`` (see
-    :func:`inference.paths.user_data_dir`, which honours ``SLIDELENS_DATA_DIR``).
+    :func:`inference.core.paths.user_data_dir`, which honours ``SLIDELENS_DATA_DIR``).
     Thread-safe within a process.
     """
 

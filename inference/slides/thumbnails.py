@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from inference.geometry import best_level_for_downsample
+from inference.core.geometry import best_level_for_downsample
 from inference.slides.base import SlideSource
 
 #: A level larger than this many pixels is not read whole for a thumbnail.

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from inference.engine import InferenceJob, prepare
-from inference.geometry import Rect
+from inference.core.geometry import Rect
+from inference.engine.runner import InferenceJob, prepare
 from inference.models import list_models, load_card, load_model
 from inference.models.card import validate_card_data
-from inference.models.demo_cards import (
+from inference.models.demo.cards import (
     CLASSIFIER_NAME,
     SEGMENTER_NAME,
     WEIGHTS_NAME,
@@ -27,7 +27,7 @@ from inference.models.demo_cards import (
     write_card,
     write_model_folder,
 )
-from inference.models.demo_data import (
+from inference.models.demo.data import (
     PatchSet,
     SlideSpec,
     Strata,
@@ -36,13 +36,14 @@ from inference.models.demo_data import (
     slide_truth,
     truth_window,
 )
-from inference.models.demo_eval import (
+from inference.models.demo.evaluation import (
     classifier_metrics,
     dice,
     roc_auc,
     segmentation_metrics,
 )
-from inference.models.demo_training import (
+from inference.models.demo.train import HELDOUT_SLIDE, TEST_SEEDS, TRAIN_SLIDES, _Spec
+from inference.models.demo.training import (
     TrainSettings,
     channel_stats,
     state_as_numpy,
@@ -51,7 +52,6 @@ from inference.models.demo_training import (
 )
 from inference.models.loading import LoadedModel
 from inference.models.registry import bundled_models_dir
-from inference.models.train_demo import HELDOUT_SLIDE, TEST_SEEDS, TRAIN_SLIDES, _Spec
 
 NAMES = (CLASSIFIER_NAME, SEGMENTER_NAME)
 TEST_SLIDE = SlideSpec(4096, 3072, seed=TEST_SEEDS[0], mpp=0.5)
@@ -144,7 +144,7 @@ def test_unet_segments_tumour_on_a_heldout_slide(test_slide: Path) -> None:
 def test_cli_lists_and_runs_the_bundled_models(
     test_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inference.cli import main
+    from inference.cli.main import main
 
     assert main(["models", "--json"]) == 0
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.cli import main
-from inference.slides.synth import truth_paths
+from inference.cli.main import main
+from inference.slides.synth.writer import truth_paths
 from tests.inference.test_engine import write_model_folder
 
 torch.set_num_threads(1)
@@ -26,7 +26,7 @@ GRID_CELLS = 16 * 12  # 2048 x 1536 slide, 128 px patches (64 px at 1 um/px, sli
 @pytest.fixture(scope="module")
 def inferred(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(slide, results folder)`` after ``slidelens infer`` on a small synthetic slide."""
-    from inference.slides.synth import SynthParams, write_synthetic_slide
+    from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     root = tmp_path_factory.mktemp("evaluate")
     slide = root / f"{STEM}.tiff"
@@ -53,11 +53,11 @@ def _json_run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, 
 def test_report_matches_the_library_on_the_same_inputs(
     inferred: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inference.export_results import find_result, read_result_npz
-    from inference.metrics import evaluate
+    from inference.engine.tissue import tissue_mask
+    from inference.evaluation.metrics import evaluate
+    from inference.evaluation.truth import load_truth
+    from inference.results.exports import find_result, read_result_npz
     from inference.slides import open_slide
-    from inference.tissue import tissue_mask
-    from inference.truth import load_truth
 
     slide, out = inferred
     doc = _json_run(capsys, _evaluate(slide, out))
@@ -200,7 +200,7 @@ def test_missing_results_and_bad_truth_are_refused(
 def test_unknown_class_and_foreign_results_are_refused(
     inferred: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inference.slides.synth import SynthParams, write_synthetic_slide
+    from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     slide, out = inferred
     line = _fails(capsys, _evaluate(slide, out, "--class", "stroma"))

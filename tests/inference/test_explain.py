@@ -21,7 +21,17 @@ import numpy as np
 import pytest
 import torch
 
-from inference.explain import (
+from inference.core.geometry import Rect
+from inference.explain.methods import (
+    ClassTarget,
+    ProgressTracker,
+    RunSettings,
+    SegmentationTarget,
+    make_runner,
+    method_spec,
+    resolve_layer,
+)
+from inference.explain.service import (
     HOOK_FREE_METHODS,
     METHODS,
     CamRequest,
@@ -34,16 +44,6 @@ from inference.explain import (
     explain_patch,
     explain_region,
 )
-from inference.explain_methods import (
-    ClassTarget,
-    ProgressTracker,
-    RunSettings,
-    SegmentationTarget,
-    make_runner,
-    method_spec,
-    resolve_layer,
-)
-from inference.geometry import Rect
 from inference.models import LoadedModel, TrustStore, load_model
 from inference.slides.base import rgb_to_bgrx
 from tests.inference.test_engine import WHITE, tissue_image
@@ -480,7 +480,7 @@ class CatTwice(torch.nn.Module):
 
 
 def test_score_cam_corrects_a_wrong_channel_count() -> None:
-    from inference.explain_methods import guess_channels
+    from inference.explain.methods import guess_channels
 
     model = DarknessModel()
     torch.manual_seed(0)
@@ -671,8 +671,8 @@ def test_segmentation_model_explains_a_class_over_a_region(tmp_path: Path) -> No
 def test_importing_the_explain_modules_does_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import inference.explain, inference.explain_methods, inference.explain_cli\n"
-        "import inference.explain_pointing, inference.bench_cam\n"
+        "import inference.explain.service, inference.explain.methods, inference.cli.explain\n"
+        "import inference.explain.pointing, inference.bench.cam\n"
         "heavy = [m for m in ('torch', 'torchvision', 'pytorch_grad_cam') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -681,7 +681,7 @@ def test_importing_the_explain_modules_does_not_import_torch() -> None:
 
 def test_white_glass_is_background_for_the_darkness_model() -> None:
     """The helper images are what the tests above assume (tissue, not glass)."""
-    from inference.tissue import background_rule
+    from inference.engine.tissue import background_rule
 
     img = two_tone()
     assert not background_rule(img).any()

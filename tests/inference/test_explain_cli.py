@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.cli import BENCH_MODULES, COMMAND_MODULES, main
+from inference.cli.main import BENCH_MODULES, COMMAND_MODULES, main
 from tests.inference.test_explain import model_folder, two_tone
 
 
@@ -35,8 +35,8 @@ def _explain(slide: Path, model: Path, out: Path, *extra: str) -> int:
 
 
 def test_commands_are_registered() -> None:
-    assert "inference.explain_cli" in COMMAND_MODULES
-    assert {"inference.bench_cam", "inference.explain_pointing"} <= set(BENCH_MODULES)
+    assert "inference.cli.explain" in COMMAND_MODULES
+    assert {"inference.bench.cam", "inference.explain.pointing"} <= set(BENCH_MODULES)
 
 
 def test_explain_a_point_writes_png_json_npy(png_slide: Path, model: Path, tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.cli import main
-from inference.explain import CamRequest
-from inference.explain_pointing import (
+from inference.cli.main import main
+from inference.explain.pointing import (
     PointingCase,
     choose_region,
     energy_share,
@@ -21,6 +20,7 @@ from inference.explain_pointing import (
     sample_mask,
     synthetic_cases,
 )
+from inference.explain.service import CamRequest
 from tests.inference.test_explain import model_folder
 
 
@@ -98,10 +98,10 @@ class NucleiDensityModel:
 
 
 def test_a_model_that_looks_at_nuclei_points_at_synthetic_tumour(synthetic_slide: Path) -> None:
+    from inference.engine.tissue import tissue_mask
+    from inference.evaluation.truth import load_truth
     from inference.slides import open_slide
-    from inference.slides.synth import truth_paths
-    from inference.tissue import tissue_mask
-    from inference.truth import load_truth
+    from inference.slides.synth.writer import truth_paths
 
     model = NucleiDensityModel()
     source = open_slide(synthetic_slide)
@@ -159,7 +159,7 @@ def test_bundled_classifier_grad_cam_beats_uniform_on_held_out_slides(tmp_path: 
     folder = _bundled_classifier()
     if folder is None:
         pytest.skip("no bundled classifier in resources/models yet (the demo model arrives later)")
-    from inference.explain_pointing import training_seeds
+    from inference.explain.pointing import training_seeds
     from inference.models import load_model
 
     model = load_model(folder)

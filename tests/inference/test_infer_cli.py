@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.cli import main
-from inference.export_results import read_heatmap_geometry
+from inference.cli.main import main
+from inference.results.exports import read_heatmap_geometry
 from tests.inference.test_engine import write_model_folder
 
 torch.set_num_threads(1)
@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inference.slides.synth import SynthParams, write_synthetic_slide
+    from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     path = tmp_path_factory.mktemp("slide") / "synth-cli.tiff"
     write_synthetic_slide(path, SynthParams(width=2048, height=1536, seed=1, mpp=0.5))
@@ -57,7 +57,7 @@ def test_infer_writes_every_output_and_resumes(
 
     doc = json.loads(files["json"].read_text())
     assert doc["status"] == "complete"
-    from inference.export_results import find_result, read_result_npz
+    from inference.results.exports import find_result, read_result_npz
 
     assert find_result(out, slide) == files["result"]
     reloaded = read_result_npz(files["result"])

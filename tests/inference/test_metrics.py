@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.engine import BatchResult
-from inference.geometry import Rect
-from inference.metrics import (
+from inference.core.geometry import Rect
+from inference.engine.patches import PatchGrid
+from inference.engine.runner import BatchResult
+from inference.engine.tissue import TissueMask
+from inference.evaluation.metrics import (
     OUTCOME_EXCLUDED,
     OUTCOME_FN,
     OUTCOME_FP,
@@ -34,10 +36,8 @@ from inference.metrics import (
     write_roc_csv,
     write_roc_png,
 )
-from inference.patches import PatchGrid
-from inference.results import ResultGrid, SegmentationMap
-from inference.tissue import TissueMask
-from inference.truth import TruthMask
+from inference.evaluation.truth import TruthMask
+from inference.results.store import ResultGrid, SegmentationMap
 
 NAMES = ("benign", "tumour")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -369,7 +369,7 @@ def test_area_fractions_are_exact(
 
 
 def test_area_fractions_in_blocks_match_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.metrics_sampling as sampling
+    import inference.evaluation.sampling as sampling
 
     rng = np.random.default_rng(1)
     mask = rng.random((60, 70)) < 0.5

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from inference.cli.models import add_parser
 from inference.models.card import ModelCardError, load_card, validate_card_data
-from inference.models.models_cli import add_parser
 from inference.models.registry import (
     ModelNotFoundError,
     bundled_models_dir,
@@ -379,7 +379,7 @@ def test_models_command_prints_cards_and_errors(
 
 def test_models_command_is_registered_and_does_not_load_torch() -> None:
     code = (
-        "import sys; from inference.models.models_cli import run_models, add_parser; "
+        "import sys; from inference.cli.models import run_models, add_parser; "
         "import inference.models, inference.models.registry; "
         "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
@@ -389,4 +389,4 @@ def test_models_command_is_registered_and_does_not_load_torch() -> None:
     assert out.stdout.strip() == "[]"
     from inference import cli
 
-    assert "inference.models.models_cli" in cli.COMMAND_MODULES
+    assert "inference.cli.models" in cli.COMMAND_MODULES

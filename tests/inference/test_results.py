@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from inference.engine import BatchResult
-from inference.export_results import (
+from inference.engine.patches import PatchGrid
+from inference.engine.runner import BatchResult
+from inference.results.exports import (
     OutputPaths,
     read_heatmap_geometry,
     write_csv,
@@ -20,8 +21,7 @@ from inference.export_results import (
     write_heatmap_tiff,
     write_json,
 )
-from inference.patches import PatchGrid
-from inference.results import (
+from inference.results.store import (
     ResultCache,
     ResultGrid,
     SegmentationMap,

@@ -11,17 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
+from inference.evaluation.truth import load_truth
 from inference.slides import open_slide
-from inference.slides.synth import (
+from inference.slides.synth.layout import make_layout
+from inference.slides.synth.noise import hash_uniform, value_noise
+from inference.slides.synth.render import TileRenderer
+from inference.slides.synth.writer import (
     SynthParams,
     pyramid_dimensions,
     truth_paths,
     write_synthetic_slide,
 )
-from inference.slides.synth_layout import make_layout
-from inference.slides.synth_noise import hash_uniform, value_noise
-from inference.slides.synth_render import TileRenderer
-from inference.truth import load_truth
 
 PARAMS = SynthParams(width=3000, height=2200, seed=5, mpp=0.5)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference import tissue
-from inference.geometry import Rect
-from inference.tissue import background_rule, tissue_mask
+from inference.core.geometry import Rect
+from inference.engine.tissue import background_rule, tissue_mask
 from tests.inference.test_engine import WHITE, ArraySource
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.geometry import Rect
-from inference.truth import TruthError, load_truth
+from inference.core.geometry import Rect
+from inference.evaluation.truth import TruthError, load_truth
 
 
 def _square(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:

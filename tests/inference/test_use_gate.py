@@ -8,8 +8,8 @@ import time
 import numpy as np
 import torch
 
-from inference.engine import InferenceJob, run
-from inference.threads import SharedExclusiveLock, use_gate
+from inference.core.threads import SharedExclusiveLock, use_gate
+from inference.engine.runner import InferenceJob, run
 from tests.inference.test_engine import ArraySource, TinyModel, tissue_image
 
 

@@ -11,8 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from inference.slides.synth import truth_paths
-from inference.truth import load_truth
+from inference.evaluation.truth import load_truth
+from inference.slides.synth.writer import truth_paths
 from tests.inference.test_engine import write_model_folder
 from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
@@ -178,10 +178,10 @@ def test_cached_result_reappears_on_reopen_without_running_the_model(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached result must not load or run a model")
 
-    import inference.engine
+    import inference.engine.runner
     import inference.models
 
-    monkeypatch.setattr(inference.engine, "run_prepared", no_model)
+    monkeypatch.setattr(inference.engine.runner, "run_prepared", no_model)
     monkeypatch.setattr(inference.models, "load_model", no_model)
     open_slide_in(qtbot, window, synthetic_slide)
     qtbot.waitUntil(lambda: len(_heatmaps(window)) == 1, timeout=TIMEOUT_MS)

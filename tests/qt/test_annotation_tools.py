@@ -13,7 +13,7 @@ from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from inference.slides.synth import truth_paths
+from inference.slides.synth.writer import truth_paths
 from tests.qt.conftest import new_window
 from tests.qt.qt_helpers import grab, open_slide_in
 from viewer.annotations import AnnotationKind

@@ -10,14 +10,14 @@ import numpy as np
 from PySide6.QtGui import QStandardItemModel
 from pytestqt.qtbot import QtBot
 
-from inference.geometry import Rect
+from inference.core.geometry import Rect
+from inference.evaluation.truth import load_truth
 from inference.models import TrustStore, file_sha256
-from inference.slides.synth import truth_paths
-from inference.truth import load_truth
+from inference.slides.synth.writer import truth_paths
 from tests.inference.test_explain import model_folder
 from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
 from tests.qt.test_ai_layers import JOB_TIMEOUT_MS, bundled_classifier  # noqa: F401
-from viewer.qt.explain_controller import ExplainOutcome
+from viewer.qt.controllers.explain import ExplainOutcome
 from viewer.qt.main_window import MainWindow
 
 

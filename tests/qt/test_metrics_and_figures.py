@@ -11,10 +11,10 @@ from PIL import Image
 from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
-from inference.metrics import evaluate
-from inference.slides.synth import truth_paths
-from inference.tissue import tissue_mask
-from inference.truth import load_truth
+from inference.engine.tissue import tissue_mask
+from inference.evaluation.metrics import evaluate
+from inference.evaluation.truth import load_truth
+from inference.slides.synth.writer import truth_paths
 from tests.qt.qt_helpers import TIMEOUT_MS, open_slide_in
 from tests.qt.test_ai_layers import JOB_TIMEOUT_MS, bundled_classifier  # noqa: F401
 from viewer.export.scene import FigureOptions

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import inference.results
-from inference.atomic_io import (
+import inference.results.store
+from inference.core.atomic_io import (
     atomic_write,
     atomic_write_text,
     backup_path,
@@ -102,8 +102,8 @@ def test_stale_temporaries_are_removed_but_fresh_ones_kept(tmp_path: Path) -> No
 
 
 def test_results_still_exports_the_moved_writers() -> None:
-    assert inference.results.atomic_write is atomic_write
-    assert inference.results.atomic_write_text is atomic_write_text
+    assert inference.results.store.atomic_write is atomic_write
+    assert inference.results.store.atomic_write_text is atomic_write_text
 
 
 # -- the store ------------------------------------------------------------------------------

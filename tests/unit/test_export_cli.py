@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.export_results import write_result_npz
+from inference.results.exports import write_result_npz
 from inference.slides import open_slide
-from inference.slides.synth import truth_paths
+from inference.slides.synth.writer import truth_paths
 from tests.unit.test_export_compositor import result_grid
 from viewer.__main__ import main
 from viewer.annotations import Annotation, AnnotationClass, export_geojson

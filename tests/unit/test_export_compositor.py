@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.engine import BatchResult
-from inference.geometry import Rect, ViewTransform
-from inference.patches import PatchGrid
-from inference.results import ResultGrid
+from inference.core.geometry import Rect, ViewTransform
+from inference.engine.patches import PatchGrid
+from inference.engine.runner import BatchResult
+from inference.results.store import ResultGrid
 from inference.slides import SlideSource, open_slide
 from inference.slides.base import SlideInfo, rgb_to_bgrx
 from viewer.annotations import Annotation, AnnotationClass

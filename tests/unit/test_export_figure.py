@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from inference.geometry import Rect
+from inference.core.geometry import Rect
 from inference.slides import SlideSource, open_slide
 from tests.unit.test_export_compositor import TUMOUR, result_grid
 from viewer.annotations import Annotation, AnnotationClass

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from inference.geometry import (
+from inference.core.geometry import (
     Rect,
     TileGrid,
     ViewTransform,

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from inference.geometry import Rect
+from inference.core.geometry import Rect
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.colormaps import apply_colormap, class_colour, lut
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.geometry import Rect
+from inference.core.geometry import Rect
 from inference.slides.base import SlideInfo
 from viewer.tiles.planner import TileGridSet, coarse_level_for, plan_view
 from viewer.tiles.viewport import MAX_SCALE, ViewportModel

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from inference.atomic_io import atomic_write_text
+from inference.core.atomic_io import atomic_write_text
 from viewer.annotations.geometry import ellipse_ring
 from viewer.annotations.model import (
     DEFAULT_CLASSES,

@@ -14,7 +14,7 @@ Files for one slide live in ``<user data>/annotations/`` under the slide's key (
     a file that could not be read, moved aside so the next save cannot rotate it into
     the backup (nothing is deleted that might still hold work).
 
-Every write is atomic (:func:`inference.atomic_io.atomic_write`): a crash at any moment
+Every write is atomic (:func:`inference.core.atomic_io.atomic_write`): a crash at any moment
 leaves the old or the new file, never a torn one.
 
 How a GUI uses it::
@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from inference.atomic_io import atomic_write_text, backup_path, remove_stale_temporaries
+from inference.core.atomic_io import atomic_write_text, backup_path, remove_stale_temporaries
 from viewer.annotations.annotation_set import AnnotationSet
 from viewer.annotations.geojson import (
     AnnotationFileError,
@@ -144,7 +144,7 @@ class AnnotationStore:
     @property
     def folder(self) -> Path:
         if self._folder is None:
-            from inference.paths import user_data_dir
+            from inference.core.paths import user_data_dir
 
             self._folder = user_data_dir() / "annotations"
         return self._folder
@@ -349,7 +349,7 @@ _MAX_PALETTE_BYTES = 1024 * 1024
 
 
 def user_palette_path() -> Path:
-    from inference.paths import user_data_dir
+    from inference.core.paths import user_data_dir
 
     return user_data_dir() / "annotation_classes.json"
 

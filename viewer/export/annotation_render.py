@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inference.polygon_fill import fill_coverage
+from inference.core.polygon_fill import fill_coverage
 from viewer.annotations.measurements import measure
 from viewer.annotations.model import Annotation, AnnotationKind
 from viewer.export.blend import Sprite, blend_coverage

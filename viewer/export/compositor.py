@@ -28,7 +28,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from inference.geometry import Rect, best_level_for_downsample
+from inference.core.geometry import Rect, best_level_for_downsample
 from inference.slides import SlideError
 from viewer.annotations.model import Annotation
 from viewer.export.annotation_render import (

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.atomic_io import atomic_write_text
-from inference.geometry import Rect, ViewTransform
+from inference.core.atomic_io import atomic_write_text
+from inference.core.geometry import Rect, ViewTransform
 from inference.slides import SlideSource
 from viewer.annotations.model import Annotation
 from viewer.export.compositor import Compositor

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from inference.geometry import nice_length
+from inference.core.geometry import nice_length
 from viewer.export.text_render import BOX, INK, draw_text, text_box
 
 #: The longest the bar may be, in output pixels at overlay scale 1.

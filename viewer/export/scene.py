@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.geometry import Rect, ViewTransform
+from inference.core.geometry import Rect, ViewTransform
 from inference.slides import SlideSource
 from viewer.annotations.model import UNCLASSIFIED_COLOUR, Annotation
 from viewer.export.annotation_render import AnnotationStyle

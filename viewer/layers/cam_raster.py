@@ -8,11 +8,11 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from inference.geometry import Rect, raster_index, raster_window
+from inference.core.geometry import Rect, raster_index, raster_window
 
 
 class CamLike(Protocol):
-    """What :class:`inference.explain.CamResult` provides (read-only)."""
+    """What :class:`inference.explain.service.CamResult` provides (read-only)."""
 
     @property
     def l0_origin(self) -> tuple[float, float]: ...

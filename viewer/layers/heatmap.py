@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
-from inference.geometry import Rect
+from inference.core.geometry import Rect
 from viewer.layers.base import Layer
 from viewer.layers.colormaps import (
     CONTINUOUS,
@@ -26,7 +26,7 @@ ARGMAX = -1
 
 
 class GridResult(Protocol):
-    """What a heatmap needs of a result raster (``inference.results`` provides it).
+    """What a heatmap needs of a result raster (``inference.results.store`` provides it).
 
     The raster has ``raster_shape`` pixels; pixel ``(0, 0)`` starts at level-0
     ``raster_geometry()[0]`` and each pixel is ``raster_geometry()[1]`` level-0 px wide.

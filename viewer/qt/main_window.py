@@ -24,17 +24,17 @@ from PySide6.QtWidgets import (
     QToolBar,
 )
 
-from inference.geometry import scale_for_magnification
+from inference.core.geometry import scale_for_magnification
 from inference.slides import SlideSource
-from viewer.qt.analysis import AnalysisController
-from viewer.qt.annotations_controller import AnnotationController
-from viewer.qt.canvas import SlideCanvas
+from viewer.qt.canvas.overview import OverviewMap
+from viewer.qt.canvas.slide_canvas import SlideCanvas
+from viewer.qt.canvas.tile_bridge import TileBridge
+from viewer.qt.controllers.analysis import AnalysisController
+from viewer.qt.controllers.annotations import AnnotationController
+from viewer.qt.controllers.explain import ExplainController
+from viewer.qt.controllers.export import ExportController
+from viewer.qt.controllers.slide_opener import OpenedSlide, SlideOpener
 from viewer.qt.dialogs import SlidePropertiesDialog
-from viewer.qt.explain_controller import ExplainController
-from viewer.qt.export_controller import ExportController
-from viewer.qt.overview import OverviewMap
-from viewer.qt.slide_opener import OpenedSlide, SlideOpener
-from viewer.qt.tile_bridge import TileBridge
 from viewer.settings import Settings, load_settings, save_settings
 
 SLIDE_FILTER = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from inference.geometry import Rect, TileGrid, ViewTransform, choose_level
+from inference.core.geometry import Rect, TileGrid, ViewTransform, choose_level
 from inference.slides.base import SlideInfo
 
 #: Tile edge in level pixels for every level the viewer reads.

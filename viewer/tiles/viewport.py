@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psygnal import Signal
 
-from inference.geometry import Rect, ViewTransform
+from inference.core.geometry import Rect, ViewTransform
 
 #: The most a user can zoom in: screen pixels per level-0 pixel.
 MAX_SCALE = 16.0

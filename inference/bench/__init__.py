@@ -1,0 +1,3 @@
+"""Benchmarks of the engine and the explanations (``slidelens bench ...``), printing JSON
+figures.
+"""

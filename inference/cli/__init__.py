@@ -1,0 +1,3 @@
+"""The headless ``slidelens`` commands: one module per command, plus the dispatcher
+(:mod:`inference.cli.main`).
+"""

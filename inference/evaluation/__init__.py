@@ -1,0 +1,1 @@
+"""Results against ground truth: truth masks, sampling, metrics, ROC, plots and tables."""

@@ -1,0 +1,195 @@
+"""Figures and tables of a :class:`~inference.evaluation.metrics.MetricsReport`: ROC and confusion
+plots (PNG), the figures and the ROC curve as CSV.  The GUI and ``slidelens evaluate``
+use the same functions.
+
+Plots are drawn with matplotlib's object API on an Agg canvas (no pyplot, no global
+backend switch, safe off the GUI thread); :func:`roc_figure` and
+:func:`confusion_figure` return the ``Figure`` for a panel to embed.  Every file is
+written atomically (temporary sibling, then rename).  matplotlib is imported lazily.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inference.core.atomic_io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from inference.evaluation.metrics import MetricsReport
+
+#: Default figure size (inches) and resolution of the written PNGs.
+FIGURE_SIZE_IN = (4.6, 4.2)
+PNG_DPI = 150
+#: The plotted ROC curve is thinned to this many points (files and reports keep all).
+ROC_PLOT_POINTS = 4000
+
+
+def _new_figure(size_in: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size_in, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def roc_figure(report: MetricsReport, *, size_in: tuple[float, float] = FIGURE_SIZE_IN) -> Figure:
+    """The ROC curve with its AUC, the chance diagonal and the operating point at the
+    report's threshold.  When the ROC is undefined (one truth class) the axes say why."""
+    figure = _new_figure(size_in)
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    if len(report.roc):
+        auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
+        curve = report.roc.thinned(ROC_PLOT_POINTS)
+        ax.plot(
+            curve.fpr,
+            curve.tpr,
+            color="tab:red",
+            linewidth=1.8,
+            label=f"{report.class_name} (AUC {auc})",
+        )
+        if report.fpr is not None and report.tpr is not None:
+            ax.plot(
+                [report.fpr],
+                [report.tpr],
+                marker="o",
+                color="black",
+                linestyle="none",
+                label=f"threshold {report.threshold:g}",
+            )
+        ax.legend(loc="lower right", fontsize="small")
+    else:
+        ax.text(
+            0.5,
+            0.55,
+            "ROC undefined:\nthe ground truth has only one class\nin the evaluated tissue",
+            ha="center",
+            va="center",
+            fontsize="small",
+        )
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False positive rate (1 - specificity)")
+    ax.set_ylabel("True positive rate (sensitivity)")
+    ax.set_title(f"ROC: {report.class_name}, {report.n_samples:,} tissue cells", fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    return figure
+
+
+def confusion_figure(
+    report: MetricsReport, *, size_in: tuple[float, float] = FIGURE_SIZE_IN
+) -> Figure:
+    """The 2 x 2 confusion matrix (rows truth, columns predicted), each cell with its
+    count and its share of all samples."""
+    figure = _new_figure(size_in)
+    ax = figure.add_subplot()
+    matrix = report.confusion_matrix
+    total = max(1, int(matrix.sum()))
+    ax.imshow(matrix / total, cmap="Blues", vmin=0.0, vmax=1.0)
+    names = ("TN", "FP"), ("FN", "TP")
+    for row in range(2):
+        for col in range(2):
+            share = matrix[row, col] / total
+            ax.text(
+                col,
+                row,
+                f"{names[row][col]}\n{int(matrix[row, col]):,}\n{100 * share:.1f} %",
+                ha="center",
+                va="center",
+                color="white" if share > 0.5 else "black",
+                fontsize="small",
+            )
+    labels = report.confusion_labels
+    ax.set_xticks([0, 1], labels=list(labels))
+    ax.set_yticks([0, 1], labels=list(labels))
+    ax.set_xlabel(f"Predicted (probability >= {report.threshold:g})")
+    ax.set_ylabel("Ground truth")
+    ax.set_title(f"Confusion: {report.class_name}", fontsize="medium")
+    return figure
+
+
+def figure_png(figure: Figure, *, dpi: int = PNG_DPI) -> bytes:
+    """A figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
+    return buffer.getvalue()
+
+
+def write_roc_png(path: str | Path, report: MetricsReport, *, dpi: int = PNG_DPI) -> Path:
+    """Write :func:`roc_figure` as a PNG; return the path."""
+    path = Path(path)
+    atomic_write_bytes(path, figure_png(roc_figure(report), dpi=dpi))
+    return path
+
+
+def write_confusion_png(path: str | Path, report: MetricsReport, *, dpi: int = PNG_DPI) -> Path:
+    """Write :func:`confusion_figure` as a PNG; return the path."""
+    path = Path(path)
+    atomic_write_bytes(path, figure_png(confusion_figure(report), dpi=dpi))
+    return path
+
+
+def _cell(value: float | int | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def metrics_rows(report: MetricsReport) -> list[tuple[str, str, str]]:
+    """``(key, label, value)`` rows of every figure and count; undefined values are ''."""
+    from inference.evaluation.metrics import FIGURES
+
+    rows: list[tuple[str, str, float | int | str | None]] = [
+        ("class", "Positive class", report.class_name),
+        ("threshold", "Threshold (probability >=)", report.threshold),
+        ("n_samples", "Samples (tissue cells)", report.n_samples),
+        ("tp", "True positives", report.tp),
+        ("tn", "True negatives", report.tn),
+        ("fp", "False positives", report.fp),
+        ("fn", "False negatives", report.fn),
+    ]
+    rows += [(key, label, getattr(report, key)) for key, label in FIGURES]
+    rows += [
+        (f"excluded_{reason}", f"Excluded: {reason.replace('_', ' ')}", count)
+        for reason, count in report.excluded.items()
+    ]
+    rows.append(("cell_l0_px", "Cell side (level-0 px)", report.cell_l0_px))
+    for name, area in (report.areas_mm2() or {}).items():
+        rows.append((f"{name}_area_mm2", f"Area {name.replace('_', ' ')} (mm²)", area))
+    return [(key, label, _cell(value)) for key, label, value in rows]
+
+
+def write_metrics_csv(path: str | Path, report: MetricsReport) -> Path:
+    """Write ``metric,label,value`` rows (:func:`metrics_rows`); return the path."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["metric", "label", "value"])
+    writer.writerows(metrics_rows(report))
+    path = Path(path)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def write_roc_csv(path: str | Path, report: MetricsReport) -> Path:
+    """Write the ROC curve as ``threshold,fpr,tpr`` rows (first threshold ``inf``;
+    only the header when the ROC is undefined); return the path."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["threshold", "fpr", "tpr"])
+    roc = report.roc
+    for threshold, fpr, tpr in zip(
+        roc.thresholds.tolist(), roc.fpr.tolist(), roc.tpr.tolist(), strict=True
+    ):
+        writer.writerow([repr(threshold), repr(fpr), repr(tpr)])
+    path = Path(path)
+    atomic_write_text(path, buffer.getvalue())
+    return path

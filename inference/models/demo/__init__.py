@@ -1,0 +1,1 @@
+"""The bundled demo models: synthetic training data, training, evaluation and their cards."""

@@ -1,0 +1,1 @@
+"""Synthetic H&E-like slides with their ground truth (tests, demos, benchmarks)."""

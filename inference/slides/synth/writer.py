@@ -1,0 +1,377 @@
+"""``write_synthetic_slide``: a synthetic H&E-like pyramidal TIFF with its tumour ground truth.
+
+The slide is a tiled JPEG TIFF whose levels are consecutive pages (OpenSlide reads it as
+``generic-tiff``) with resolution tags that state the pixel size.  Level 0 is rendered
+tile by tile on worker threads and streamed to the file; each coarser level (4x
+smaller) is made from the one above it as rows arrive and kept only as JPEG bytes, so
+memory stays small for a 100,000 x 100,000 slide.  Beside ``OUT.tiff`` go
+``OUT.mask.png`` (tumour mask, one pixel per ``l0_per_px`` level-0 pixels, stated in the
+PNG's text) and ``OUT.geojson`` (tumour polygons in level-0 pixels, QuPath-style).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inference.evaluation.truth import MASK_SCALE_KEY
+from inference.slides.synth.layout import SynthLayout, make_layout
+from inference.slides.synth.render import GLASS_RGB, TileRenderer
+
+#: Coarser levels are 4x smaller, down to a level whose longer side fits in this.
+_COARSEST_SIDE = 512
+_FACTOR = 4
+TUMOUR_CLASS = {"name": "Tumour", "color": [200, 30, 40]}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """What to make: level-0 size, seed (same seed and size, same slide), pixel size."""
+
+    width: int
+    height: int
+    seed: int = 0
+    mpp: float = 0.5
+    tile: int = 256
+    jpeg_quality: int = 85
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.width <= 2_000_000 or not 64 <= self.height <= 2_000_000:
+            raise ValueError(
+                f"width and height must be 64 .. 2,000,000 px; got {self.width} x {self.height}"
+            )
+        if not 0.05 <= self.mpp <= 50:
+            raise ValueError(f"mpp must be 0.05 .. 50 um/px; got {self.mpp}")
+        if self.tile % 16 or not 64 <= self.tile <= 2048:
+            raise ValueError(f"tile must be a multiple of 16 in 64 .. 2048; got {self.tile}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be 1 .. 100; got {self.jpeg_quality}")
+
+    @classmethod
+    def demo(cls) -> SynthParams:
+        """The demo slide: 16 x 12 mm of tissue scanned at 0.5 um/px (20x)."""
+        return cls(width=32768, height=24576, seed=2026, mpp=0.5)
+
+
+@dataclass(frozen=True)
+class SynthOutput:
+    """The files written and a few facts about the slide."""
+
+    slide: Path
+    mask: Path
+    geojson: Path
+    level_dimensions: tuple[tuple[int, int], ...]
+    mask_l0_per_px: int
+    tissue_fraction: float
+    tumour_fraction_of_tissue: float
+
+
+def truth_paths(slide: Path) -> tuple[Path, Path]:
+    """Where the ground truth of a synthetic slide lives: ``(OUT.mask.png, OUT.geojson)``."""
+    stem = slide.with_suffix("")
+    return stem.with_name(stem.name + ".mask.png"), stem.with_name(stem.name + ".geojson")
+
+
+def pyramid_dimensions(width: int, height: int) -> tuple[tuple[int, int], ...]:
+    dims = [(width, height)]
+    while max(dims[-1]) > _COARSEST_SIDE:
+        w, h = dims[-1]
+        dims.append((math.ceil(w / _FACTOR), math.ceil(h / _FACTOR)))
+    return tuple(dims)
+
+
+def write_synthetic_slide(
+    path: str | Path,
+    params: SynthParams,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> SynthOutput:
+    """Write the slide and its ground truth; return what was written.
+
+    Deterministic: the same ``params`` give the same pixels.  The files appear
+    atomically (written under temporary names, then renamed), so an interrupted run
+    never leaves a half-written slide behind.  ``progress(done, total)`` is called
+    with level-0 tiles done.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layout = make_layout(params.width, params.height, params.seed)
+    renderer = TileRenderer(layout, params.seed, params.mpp)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    mask_path, geojson_path = truth_paths(path)
+
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        dims = _write_pyramid(tmp, params, renderer, workers, progress)
+        _write_mask(mask_path, layout)
+        _write_geojson(geojson_path, layout)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tissue = layout.tissue_mask
+    return SynthOutput(
+        slide=path,
+        mask=mask_path,
+        geojson=geojson_path,
+        level_dimensions=dims,
+        mask_l0_per_px=layout.l0_per_px,
+        tissue_fraction=float(tissue.mean()),
+        tumour_fraction_of_tissue=float(layout.truth_mask.sum() / max(1, tissue.sum())),
+    )
+
+
+# -- pyramid ----------------------------------------------------------------------------
+
+
+def _encode_jpeg(tile: np.ndarray, quality: int) -> bytes:
+    """One tile as the TIFF JPEG bytes tifffile would write (YCbCr, 2x2 subsampling)."""
+    import imagecodecs
+
+    data = imagecodecs.jpeg8_encode(
+        np.ascontiguousarray(tile),
+        level=quality,
+        colorspace="RGB",
+        outcolorspace="YCBCR",
+        subsampling=(2, 2),
+    )
+    return bytes(data)
+
+
+def _shrink(rgb: np.ndarray) -> np.ndarray:
+    """Area-average by :data:`_FACTOR` (both sides are multiples of it)."""
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (w // _FACTOR, h // _FACTOR), interpolation=cv2.INTER_AREA)
+
+
+class _CoarseLevel:
+    """Collects the rows of one coarser level as they are made; keeps its tiles as JPEG.
+
+    Rows arrive as strips whose height is a multiple of :data:`_FACTOR`.  Each complete
+    band of ``tile`` rows is cut into encoded tiles and, shrunk, passed on to the next
+    coarser level.
+    """
+
+    def __init__(self, dims: tuple[int, int], tile: int, quality: int) -> None:
+        self.width, self.height = dims
+        self.tile = tile
+        self.quality = quality
+        self.tiles_across = math.ceil(self.width / tile)
+        self.tiles_down = math.ceil(self.height / tile)
+        self.padded_width = self.tiles_across * tile
+        self.encoded: list[bytes] = []
+        self.coarser: _CoarseLevel | None = None
+        self._rows: list[np.ndarray] = []
+        self._row_count = 0
+
+    def add(self, strip: np.ndarray) -> None:
+        strip = self._fit_width(strip)
+        self._rows.append(strip)
+        self._row_count += strip.shape[0]
+        while (
+            self._row_count >= self.tile and len(self.encoded) < self.tiles_across * self.tiles_down
+        ):
+            band = np.concatenate(self._rows, axis=0)
+            self._emit(band[: self.tile])
+            rest = band[self.tile :]
+            self._rows = [rest] if rest.shape[0] else []
+            self._row_count = rest.shape[0]
+
+    def finish(self) -> None:
+        while len(self.encoded) < self.tiles_across * self.tiles_down:
+            band = (
+                np.concatenate(self._rows, axis=0)
+                if self._rows
+                else np.empty((0, self.padded_width, 3), np.uint8)
+            )
+            filler = np.full((self.tile - band.shape[0], self.padded_width, 3), GLASS_RGB, np.uint8)
+            self._emit(np.concatenate([band[: self.tile], filler], axis=0))
+            self._rows, self._row_count = [], 0
+        if self.coarser is not None:
+            self.coarser.finish()
+
+    def _fit_width(self, strip: np.ndarray) -> np.ndarray:
+        w = strip.shape[1]
+        if w >= self.padded_width:
+            return strip[:, : self.padded_width]
+        filler = np.full((strip.shape[0], self.padded_width - w, 3), GLASS_RGB, np.uint8)
+        return np.concatenate([strip, filler], axis=1)
+
+    def _emit(self, band: np.ndarray) -> None:
+        t = self.tile
+        for tx in range(self.tiles_across):
+            self.encoded.append(_encode_jpeg(band[:, tx * t : (tx + 1) * t], self.quality))
+        if self.coarser is not None:
+            self.coarser.add(_shrink(band))
+
+
+def _write_pyramid(
+    path: Path,
+    params: SynthParams,
+    renderer: TileRenderer,
+    workers: int,
+    progress: Progress | None,
+) -> tuple[tuple[int, int], ...]:
+    import tifffile
+
+    dims = pyramid_dimensions(params.width, params.height)
+    t = params.tile
+    coarse = [_CoarseLevel(d, t, params.jpeg_quality) for d in dims[1:]]
+    for finer, coarser in itertools.pairwise(coarse):
+        finer.coarser = coarser
+    tiles_across = math.ceil(params.width / t)
+    tiles_down = math.ceil(params.height / t)
+    glass = np.full((t, t, 3), GLASS_RGB, np.uint8)
+    glass_jpeg = _encode_jpeg(glass, params.jpeg_quality)
+    glass_small = _shrink(glass)
+
+    def make_tile(tx: int, ty: int) -> tuple[bytes, np.ndarray]:
+        l0_x, l0_y = tx * t, ty * t
+        if not renderer.layout.has_tissue(l0_x, l0_y, t, t):
+            return glass_jpeg, glass_small
+        rgb = renderer.render(l0_x, l0_y, t, t)
+        return _encode_jpeg(rgb, params.jpeg_quality), _shrink(rgb)
+
+    def level0_tiles(pool: ThreadPoolExecutor) -> Iterator[bytes]:
+        def submit_row(ty: int) -> list[Future[tuple[bytes, np.ndarray]]]:
+            return [pool.submit(make_tile, tx, ty) for tx in range(tiles_across)]
+
+        pending = submit_row(0)
+        for ty in range(tiles_down):
+            upcoming = submit_row(ty + 1) if ty + 1 < tiles_down else []
+            done = [future.result() for future in pending]
+            # hand the row to the coarser levels before its tiles go out: the writer
+            # stops pulling after the last tile, so nothing after that yield would run
+            if coarse:
+                coarse[0].add(np.concatenate([small for _, small in done], axis=1))
+            for tx, (encoded, _small) in enumerate(done):
+                yield encoded
+                if progress is not None:
+                    progress(ty * tiles_across + tx + 1, tiles_across * tiles_down)
+            pending = upcoming
+
+    resolution = (1e4 / params.mpp, 1e4 / params.mpp)
+    description = json.dumps(
+        {
+            "generator": "slidelens synth",
+            "seed": params.seed,
+            "mpp": params.mpp,
+            "note": "synthetic H&E-like tissue, not a real specimen",
+        }
+    )
+    common = dict(
+        dtype=np.uint8,
+        tile=(t, t),
+        photometric="rgb",
+        compression="jpeg",
+        subsampling=(2, 2),
+        resolutionunit="CENTIMETER",
+        software="SlideLens synth",
+        metadata=None,
+    )
+    bigtiff = params.width * params.height * 3 > 2**31
+    with (
+        tifffile.TiffWriter(path, bigtiff=bigtiff) as tif,
+        ThreadPoolExecutor(workers, thread_name_prefix="synth") as pool,
+    ):
+        tif.write(
+            level0_tiles(pool),
+            shape=(params.height, params.width, 3),
+            resolution=resolution,
+            description=description,
+            **common,  # type: ignore[arg-type]
+        )
+        if coarse:
+            coarse[0].finish()
+        for level, (w, h) in zip(coarse, dims[1:], strict=True):
+            factor = params.width / w
+            tif.write(
+                iter(level.encoded),
+                shape=(h, w, 3),
+                resolution=(resolution[0] / factor, resolution[1] / factor),
+                subfiletype=1,
+                **common,  # type: ignore[arg-type]
+            )
+    return dims
+
+
+# -- ground truth -----------------------------------------------------------------------
+
+
+def _write_mask(path: Path, layout: SynthLayout) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(MASK_SCALE_KEY, str(layout.l0_per_px))
+    info.add_text("slidelens:slide_size", f"{layout.l0_width},{layout.l0_height}")
+    info.add_text("slidelens:meaning", "255 = tumour, 0 = not tumour (synthetic ground truth)")
+    mask = layout.truth_mask.astype(np.uint8) * 255
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(mask, mode="L").save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, path)
+
+
+def truth_polygons(mask: np.ndarray, l0_per_px: float) -> list[list[list[list[float]]]]:
+    """Polygons (outer ring, then holes; closed rings) of a boolean mask, in level-0 px.
+
+    Traced on the mask doubled in size, through the centres of its boundary pixels, so
+    every edge lies within a quarter of a mask pixel of the true pixel edge.
+    """
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    scale = l0_per_px / 2.0
+
+    def ring(contour: np.ndarray) -> list[list[float]]:
+        simplified = cv2.approxPolyDP(contour, 0.5, True)[:, 0, :]
+        coords = [
+            [round((float(x) + 0.5) * scale, 2), round((float(y) + 0.5) * scale, 2)]
+            for x, y in simplified
+        ]
+        coords.append(coords[0])
+        return coords
+
+    polygons: list[list[list[list[float]]]] = []
+    outer_index: dict[int, int] = {}
+    links = hierarchy[0]
+    for i, contour in enumerate(contours):
+        if links[i][3] < 0 and len(contour) >= 3:
+            outer_index[i] = len(polygons)
+            polygons.append([ring(contour)])
+    for i, contour in enumerate(contours):
+        parent = int(links[i][3])
+        if parent in outer_index and len(contour) >= 3:
+            polygons[outer_index[parent]].append(ring(contour))
+    return [p for p in polygons if len(p[0]) >= 4]
+
+
+def _write_geojson(path: Path, layout: SynthLayout) -> None:
+    features = [
+        {
+            "type": "Feature",
+            "id": f"tumour-{i}",
+            "geometry": {"type": "Polygon", "coordinates": rings},
+            "properties": {
+                "objectType": "annotation",
+                "classification": TUMOUR_CLASS,
+                "name": f"Tumour {i + 1} (synthetic ground truth)",
+            },
+        }
+        for i, rings in enumerate(truth_polygons(layout.truth_mask, layout.l0_per_px))
+    ]
+    text = json.dumps({"type": "FeatureCollection", "features": features})
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)

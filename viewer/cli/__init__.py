@@ -1,0 +1,1 @@
+"""``slidelens`` commands that live on the viewer side (export, the Qt benchmarks)."""

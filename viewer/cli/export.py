@@ -1,0 +1,305 @@
+"""``slidelens export SLIDE --out fig.png|fig.tiff``: a figure of a slide region, headless.
+
+The figure is composed by the same code as the viewer's "Export region" (see
+:mod:`viewer.export.figure`): the slide at the chosen pixel size, the model result that
+``slidelens infer --out DIR`` wrote (``--results DIR``) as a heatmap, annotations from
+a GeoJSON file, ground truth outlined, a scale bar, legends and a caption; beside the
+figure goes ``<figure>.json`` with its provenance.  No Qt is imported (it runs on a
+server); the exit code is 0 on success, 1 when the export failed, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inference.cli.args import fraction, parse_region, positive_float
+
+if TYPE_CHECKING:
+    from inference.slides import SlideSource
+    from viewer.annotations import Annotation
+    from viewer.layers.base import Layer
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Colour of ground-truth outlines (the viewer's "Load ground truth" colour).
+TRUTH_COLOUR = (230, 30, 40)
+
+
+class _UsageError(Exception):
+    """Arguments that do not fit the slide (exit code 2)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``export`` (cheap: everything heavy is imported when it runs)."""
+    parser = subparsers.add_parser(
+        "export",
+        help="write a figure of a slide region with overlays, scale bar, legend, provenance",
+        description=(
+            "Compose a region of SLIDE at a chosen pixel size with a model's heatmap, "
+            "annotations and ground truth, a scale bar, legends and a caption, and write it "
+            "as PNG or tiled TIFF (streamed: any size up to 100,000 px per side) plus "
+            "<figure>.json with the provenance."
+        ),
+    )
+    parser.add_argument("slide", type=Path, metavar="SLIDE", help="slide or image file")
+    parser.add_argument("--out", required=True, type=Path, help="figure file: .png, .tif or .tiff")
+    parser.add_argument(
+        "--region",
+        type=parse_region,
+        help="level-0 rectangle X,Y,W,H (default: the whole slide)",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--mpp",
+        type=positive_float,
+        help="microns per figure pixel (default: the slide's own, i.e. full resolution)",
+    )
+    size.add_argument(
+        "--downsample",
+        type=positive_float,
+        help="level-0 pixels per figure pixel (for slides that do not state their mpp)",
+    )
+    parser.add_argument(
+        "--results", type=Path, help="folder written by 'slidelens infer --out DIR'"
+    )
+    parser.add_argument(
+        "--class",
+        dest="class_name",
+        help="class of the results to show (default: the last class; 'argmax': every "
+        "class in its colour)",
+    )
+    parser.add_argument("--colormap", default="viridis", help="heatmap colormap")
+    parser.add_argument(
+        "--opacity", type=fraction, default=0.5, help="heatmap opacity 0-1 (default 0.5)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="hide heatmap values below this probability"
+    )
+    parser.add_argument(
+        "--smooth", action="store_true", help="blend heatmap cells instead of showing patches"
+    )
+    parser.add_argument("--annotations", type=Path, help="annotations as GeoJSON (QuPath)")
+    parser.add_argument(
+        "--truth", type=Path, help="ground truth: a mask image or a GeoJSON file (outlined)"
+    )
+    parser.add_argument("--no-scale-bar", action="store_true", help="leave out the scale bar")
+    parser.add_argument("--no-legend", action="store_true", help="leave out the legends")
+    parser.add_argument("--caption", default="", help="caption text (top-left)")
+    parser.add_argument(
+        "--overlay-scale",
+        type=positive_float,
+        help="size of scale bar, legend, caption and annotation lines (default: 1 per "
+        "1000 px of the figure's shorter side, from 1 to 16)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """The ``export`` handler: returns the exit code; errors go to stderr in one line."""
+    from inference.slides import SlideError, open_slide
+    from viewer.export.scene import ExportError
+
+    try:
+        source = open_slide(args.slide)
+    except SlideError as exc:
+        print(f"slidelens export: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return _export(args, source)
+    except _UsageError as exc:
+        print(f"slidelens export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ExportError, SlideError, ValueError, FileNotFoundError) as exc:
+        print(f"slidelens export: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        source.close()
+
+
+def _export(args: argparse.Namespace, source: SlideSource) -> int:
+    from inference.core.geometry import Rect
+    from viewer.export.compositor import check_output_size
+    from viewer.export.figure import figure_format, region_compositor, write_figure
+    from viewer.export.scene import FigureOptions, FigureSpec
+
+    info = source.info
+    figure_format(args.out)  # refuse an unknown suffix before any work
+    if args.mpp is not None and not info.mpp:
+        raise _UsageError(
+            f"{args.slide.name} does not state its pixel size, so --mpp cannot be honoured; "
+            f"use --downsample (level-0 pixels per figure pixel)"
+        )
+    l0_w, l0_h = info.dimensions
+    region = args.region or Rect(0, 0, l0_w, l0_h)
+    layers = _layers(args, source)
+    annotations = _annotations(args.annotations, args.quiet)
+    probe = FigureSpec.for_region(
+        region, mpp=info.mpp, um_per_px=args.mpp, l0_per_px=args.downsample
+    )
+    check_output_size(probe.width, probe.height)  # before sizing overlays for it
+    overlay_scale = args.overlay_scale or min(16.0, max(1.0, min(probe.width, probe.height) / 1000))
+    options = FigureOptions(
+        scale_bar=not args.no_scale_bar,
+        legend=not args.no_legend,
+        caption=args.caption,
+        overlay_scale=overlay_scale,
+    )
+    compositor = region_compositor(
+        source,
+        layers,
+        region,
+        um_per_px=args.mpp,
+        l0_per_px=args.downsample,
+        annotations=annotations,
+        options=options,
+    )
+    progress = None if args.quiet or not sys.stderr.isatty() else _progress_printer()
+    result = write_figure(compositor, args.out, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    um = f"{result.um_per_px:.4g} µm/px" if result.um_per_px else "no physical size"
+    print(
+        f"wrote {result.path} ({result.width} x {result.height} px, {um}, "
+        f"{result.l0_per_px:.4g} level-0 px/px) in {result.seconds:.1f} s; "
+        f"provenance in {result.sidecar}"
+    )
+    return EXIT_OK
+
+
+def _progress_printer() -> Any:
+    started = time.perf_counter()
+
+    def show(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        print(
+            f"\rexport: {100 * done / total:5.1f}% ({done}/{total} tiles, {elapsed:.0f} s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _layers(args: argparse.Namespace, source: SlideSource) -> list[Layer]:
+    layers: list[Layer] = []
+    if args.results is not None:
+        layers.append(_heatmap_layer(args, source))
+    elif args.class_name is not None:
+        raise _UsageError("--class chooses a class of --results; give --results DIR too")
+    if args.truth is not None:
+        layers.append(_truth_layer(args.truth, source))
+    return layers
+
+
+def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
+    from inference.results.exports import find_result, read_result_npz
+    from viewer.layers.colormaps import CONTINUOUS
+    from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+
+    results_dir: Path = args.results
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"{results_dir}: no such results folder")
+    npz = find_result(results_dir, args.slide)
+    result = read_result_npz(npz)
+    run = _run_document(npz)
+    info = source.info
+    run_slide = run.get("slide", {}) if isinstance(run.get("slide"), dict) else {}
+    made_for = run_slide.get("source_id")
+    if made_for and made_for != info.source_id:
+        raise ValueError(
+            f"{npz.name}: these results were computed for another slide (content id "
+            f"{made_for}, this slide is {info.source_id}); rerun slidelens infer on "
+            f"{args.slide.name}"
+        )
+    class_index: int | None = None
+    if args.class_name is not None:
+        wanted = args.class_name.strip().lower()
+        names = [n.lower() for n in result.class_names]
+        if wanted == "argmax":
+            class_index = ARGMAX
+        elif wanted in names:
+            class_index = names.index(wanted)
+        else:
+            raise _UsageError(
+                f"--class {args.class_name!r} is not a class of {npz.name}; choose one of "
+                f"{', '.join(result.class_names)} or argmax"
+            )
+    if args.colormap not in CONTINUOUS:
+        raise _UsageError(
+            f"--colormap {args.colormap!r} is unknown; choose one of {', '.join(CONTINUOUS)}"
+        )
+    model = run.get("model", {}) if isinstance(run.get("model"), dict) else {}
+    provenance: dict[str, Any] = {
+        "kind": "results",
+        "results_file": str(npz.resolve()),
+        "run_file": str(npz.with_name(npz.name.replace(".result.npz", ".run.json")).resolve())
+        if run
+        else None,
+        "model": model.get("name"),
+        "model_sha256": model.get("sha256"),
+        "model_folder": model.get("folder"),
+        "parameters": run.get("parameters"),
+        "created": run.get("created"),
+        "source_id": made_for,
+    }
+    name = f"{model.get('name') or 'model'} results"
+    layer = HeatmapLayer(
+        name,
+        result,
+        class_index=class_index,
+        colormap=args.colormap,
+        opacity=args.opacity,
+        provenance=provenance,
+    )
+    if args.threshold is not None:
+        layer.threshold = args.threshold
+    if args.smooth:
+        layer.interpolation = "smooth"
+    return layer
+
+
+def _run_document(npz: Path) -> dict[str, Any]:
+    """The ``<stem>.run.json`` written beside a result, or ``{}`` when absent/unreadable."""
+    run_path = npz.with_name(npz.name.replace(".result.npz", ".run.json"))
+    try:
+        doc = json.loads(run_path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _truth_layer(path: Path, source: SlideSource) -> Layer:
+    from inference.evaluation.truth import load_truth
+    from viewer.layers.masks import MaskLayer
+
+    truth = load_truth(path, source.info.dimensions)  # TruthError is a ValueError
+    layer = MaskLayer(
+        f"Ground truth: {path.name}",
+        truth.mask,
+        truth.l0_per_px,
+        colour=TRUTH_COLOUR,
+        opacity=0.9,
+        provenance={"kind": "truth", "source": str(path.resolve())},
+    )
+    layer.outline_only = True
+    return layer
+
+
+def _annotations(path: Path | None, quiet: bool) -> list[Annotation]:
+    if path is None:
+        return []
+    from viewer.annotations import AnnotationFileError, import_geojson
+
+    try:
+        imported = import_geojson(path)
+    except AnnotationFileError as exc:
+        raise ValueError(str(exc)) from exc
+    if imported.skipped and not quiet:
+        print(f"{path.name}: {imported.summary()}", file=sys.stderr)
+    return list(imported.annotations)

@@ -1,0 +1,1 @@
+"""Qt benchmarks of the viewer (``slidelens bench viewer`` and ``bench ui``)."""

@@ -1,0 +1,129 @@
+"""Canvas tools: modes that take the left mouse button from panning (draw a region,
+click to explain, annotate).  The middle button and the keyboard always pan and zoom."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen
+
+from inference.core.geometry import Rect
+
+if TYPE_CHECKING:
+    from viewer.qt.canvas.slide_canvas import SlideCanvas
+
+#: A drag shorter than this (screen px) is a click.
+CLICK_SLOP_SCR = 4.0
+
+
+class CanvasTool:
+    """Base class: every handler returns whether it used the event."""
+
+    name = "tool"
+    cursor = Qt.CursorShape.CrossCursor
+    status_hint = ""
+
+    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        return False
+
+    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        return False
+
+    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        return False
+
+    def double_click(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        return False
+
+    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+        return False
+
+    def hover(self, canvas: SlideCanvas, event: QMouseEvent) -> None:
+        """The mouse moved with no button held (for previews such as a polygon's next edge)."""
+
+    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+        """Draw the tool's feedback over the slide and layers."""
+
+    def cancel(self, canvas: SlideCanvas) -> None:
+        """Escape was pressed or another tool was chosen."""
+
+
+class RectangleTool(CanvasTool):
+    """Drag a rectangle (or, with ``on_click``, click a point) on the slide, once.
+
+    ``on_rect(l0_rect)`` gets the dragged rectangle in level-0 pixels, clipped to the
+    slide; ``on_click(l0_x, l0_y)`` a click.  The tool ends itself afterwards unless
+    ``sticky``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        on_rect: Callable[[Rect], object],
+        on_click: Callable[[float, float], object] | None = None,
+        *,
+        status_hint: str = "",
+        colour: QColor | None = None,
+        sticky: bool = False,
+    ) -> None:
+        self.name = name
+        self.status_hint = status_hint
+        self._on_rect = on_rect
+        self._on_click = on_click
+        self._colour = colour or QColor(255, 200, 0)
+        self._sticky = sticky
+        self._start: QPointF | None = None
+        self._end: QPointF | None = None
+
+    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return False
+        self._start = self._end = event.position()
+        return True
+
+    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        if self._start is None:
+            return False
+        self._end = event.position()
+        canvas.update()
+        return True
+
+    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+        if self._start is None or event.button() != Qt.MouseButton.LeftButton:
+            return False
+        start, end = self._start, event.position()
+        self._start = self._end = None
+        canvas.update()
+        transform = canvas.viewport.transform()
+        dragged = max(abs(end.x() - start.x()), abs(end.y() - start.y())) > CLICK_SLOP_SCR
+        if not self._sticky:
+            canvas.set_tool(None)
+        if dragged:
+            x0, y0 = transform.scr_to_l0(min(start.x(), end.x()), min(start.y(), end.y()))
+            x1, y1 = transform.scr_to_l0(max(start.x(), end.x()), max(start.y(), end.y()))
+            l0_w, l0_h = canvas.viewport.l0_size
+            rect = Rect(x0, y0, x1 - x0, y1 - y0).intersect(Rect(0, 0, l0_w, l0_h))
+            if not rect.is_empty():
+                self._on_rect(rect)
+        elif self._on_click is not None:
+            self._on_click(*transform.scr_to_l0(end.x(), end.y()))
+        return True
+
+    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+        if self._start is None or self._end is None:
+            return
+        painter.save()
+        pen = QPen(self._colour, 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        fill = QColor(self._colour)
+        fill.setAlpha(40)
+        painter.setBrush(fill)
+        painter.drawRect(QRectF(self._start, self._end).normalized())
+        painter.restore()
+
+    def cancel(self, canvas: SlideCanvas) -> None:
+        self._start = self._end = None
+        canvas.update()

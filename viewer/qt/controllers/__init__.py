@@ -1,0 +1,1 @@
+"""Controllers that connect the window's menus and panels to models and workers."""

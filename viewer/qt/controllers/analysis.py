@@ -1,0 +1,391 @@
+"""The AI side of the main window: models and layers panels, the Analysis menu, model
+runs, ground truth, tissue mask, and what the layers say under the cursor.
+
+The main window tells this controller when a slide opens or closes; everything else
+(docks, actions, worker messages) is wired here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import qtawesome as qta
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QWidget,
+)
+
+from inference.core.geometry import Rect
+from viewer.layers.heatmap import HeatmapLayer
+from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
+from viewer.qt.background import BackgroundCalls
+from viewer.qt.canvas.tools import RectangleTool
+from viewer.qt.controllers.inference_jobs import InferenceJobs, JobSpec, Scope
+from viewer.qt.dialogs import ask_slide_mpp
+from viewer.qt.inference_worker import InferenceWorker
+from viewer.qt.messages import show_warning
+from viewer.qt.panels.job_status import JobStatus
+from viewer.qt.panels.layers import LayersPanel
+from viewer.qt.panels.metrics import MetricsPanel
+from viewer.qt.panels.models import ModelsPanel
+
+if TYPE_CHECKING:
+    from inference.evaluation.truth import TruthMask
+    from viewer.qt.canvas.slide_canvas import SlideCanvas
+    from viewer.qt.controllers.slide_opener import OpenedSlide
+    from viewer.settings import Settings
+
+TRUTH_FILTER = "Ground truth (*.png *.tif *.tiff *.jpg *.bmp *.geojson *.json);;All files (*)"
+#: Values of at most this many visible layers are shown under the cursor.
+MAX_HOVER_LAYERS = 2
+
+
+class AnalysisController(QObject):
+    """Owns the inference worker and everything that talks to it from the GUI."""
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        canvas: SlideCanvas,
+        settings: Settings,
+        cache_folder: Path | None = None,
+    ) -> None:
+        super().__init__(window)
+        self.window = window
+        self.canvas = canvas
+        self.settings = settings
+        self.opened: OpenedSlide | None = None
+        self.worker = InferenceWorker(self)
+        self.jobs = InferenceJobs(self.worker, canvas.layers, cache_folder, self)
+        self.background = BackgroundCalls(self)
+        self.last_error: str | None = None
+        self._message_box: QMessageBox | None = None
+
+        self.models_panel = ModelsPanel(settings.model_folders)
+        self.layers_panel = LayersPanel(canvas.layers)
+        self.metrics_panel = MetricsPanel(canvas.layers)
+        self.models_dock = self._dock("Models", "models-dock", self.models_panel)
+        self.layers_dock = self._dock("Layers", "layers-dock", self.layers_panel)
+        self.metrics_dock = self._dock("Metrics", "metrics-dock", self.metrics_panel)
+        window.tabifyDockWidget(self.layers_dock, self.metrics_dock)
+        self.layers_dock.raise_()
+        self.job_status = JobStatus(self.jobs)
+        self.values_label = QLabel()
+        self.values_label.setObjectName("layer-values")
+        window.statusBar().addPermanentWidget(self.values_label)
+        window.statusBar().addPermanentWidget(self.job_status)
+        # room for the progress bar from the start, so the canvas does not change size
+        # (and the view does not jump) when a job starts or ends
+        window.statusBar().setMinimumHeight(self.job_status.sizeHint().height() + 6)
+
+        self.models_panel.run_requested.connect(self.run_model)
+        self.models_panel.folder_added.connect(self._remember_folder)
+        self.layers_panel.legend_toggled.connect(self._set_legend)
+        self.jobs.failed.connect(self._on_job_failed)
+        self.jobs.untrusted.connect(self._on_untrusted)
+        self.jobs.layer_added.connect(self.layers_panel.select)
+        self.jobs.device_info.connect(
+            lambda info: self.models_panel.set_cuda_available(info["cuda"])
+        )
+        self._build_actions()
+
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(name)
+        # scrollable, so a panel's contents never force the window to grow
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(widget)
+        dock.setWidget(scroll)
+        dock.setAllowedAreas(
+            Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
+    # -- actions ----------------------------------------------------------------------
+    def _action(self, text: str, slot: object, icon: str | None = None, key: str = "") -> QAction:
+        action = QAction(text, self.window)
+        if icon:
+            action.setIcon(qta.icon(icon))
+        if key:
+            action.setShortcut(QKeySequence(key))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.run_view_action = self._action(
+            "Run model on &view", lambda: self.run_selected("view"), "fa5s.eye", "Ctrl+R"
+        )
+        self.run_region_action = self._action(
+            "Run model on &region…", lambda: self.run_selected("region"), "fa5s.vector-square"
+        )
+        self.run_slide_action = self._action(
+            "Run model on whole &slide",
+            lambda: self.run_selected("slide"),
+            "fa5s.layer-group",
+            "Ctrl+Shift+R",
+        )
+        self.cancel_action = self._action(
+            "&Cancel all model jobs", self.jobs.cancel_all, "fa5s.stop-circle"
+        )
+        self.truth_action = self._action(
+            "Load &ground truth…", self.choose_truth, "fa5s.check-double", "Ctrl+G"
+        )
+        self.tissue_action = self._action("Show &tissue mask", self.show_tissue, "fa5s.leaf")
+        self.legend_action = self._action("&Legend", self._toggle_legend, "fa5s.list")
+        self.legend_action.setCheckable(True)
+        self.legend_action.setChecked(True)
+
+    def populate_menu(self, menu: QMenu) -> None:
+        for action in (self.run_view_action, self.run_region_action, self.run_slide_action):
+            menu.addAction(action)
+        menu.addAction(self.cancel_action)
+        menu.addSeparator()
+        menu.addAction(self.truth_action)
+        menu.addAction(self.tissue_action)
+        menu.addSeparator()
+        menu.addAction(self.models_dock.toggleViewAction())
+        menu.addAction(self.layers_dock.toggleViewAction())
+        menu.addAction(self.metrics_dock.toggleViewAction())
+
+    def view_actions(self) -> list[QAction]:
+        return [self.legend_action]
+
+    def _update_actions(self) -> None:
+        has_slide = self.opened is not None
+        for action in (
+            self.run_view_action,
+            self.run_region_action,
+            self.run_slide_action,
+            self.truth_action,
+            self.tissue_action,
+        ):
+            action.setEnabled(has_slide)
+        self.models_panel.set_slide_open(has_slide)
+
+    def _toggle_legend(self) -> None:
+        self._set_legend(self.legend_action.isChecked())
+
+    def _set_legend(self, shown: bool) -> None:
+        self.canvas.show_legend = shown
+        self.legend_action.setChecked(shown)
+        self.layers_panel.legend_check.setChecked(shown)
+        self.canvas.update()
+
+    # -- slide lifecycle --------------------------------------------------------------
+    def slide_opened(self, opened: OpenedSlide) -> None:
+        """A new slide replaced the old one: its jobs stop, its layers go, and the new
+        slide's cached results come back."""
+        self.slide_closed()
+        self.opened = opened
+        self.metrics_panel.set_slide(opened.source)
+        self.jobs.restore_cached(opened.source.info.source_id)
+        self._update_actions()
+
+    def slide_closed(self) -> None:
+        if self.canvas.tool is not None:
+            self.canvas.set_tool(None)
+        self.jobs.forget_slide()
+        self.canvas.layers.clear()
+        self.metrics_panel.set_slide(None)
+        self.opened = None
+        self.values_label.setText("")
+        self._update_actions()
+
+    def warm_up(self) -> None:
+        """Load torch on the worker thread once the window is on screen."""
+        QTimer.singleShot(0, self.jobs.warm_up)
+
+    def shutdown(self) -> None:
+        self.jobs.cancel_all()
+        self.worker.stop()
+
+    # -- running models ---------------------------------------------------------------
+    def run_selected(self, scope: str) -> int | None:
+        folder = self.models_panel.selected_folder()
+        entry = self.models_panel.selected_entry()
+        if folder is None or entry is None or not entry.ok:
+            self._warn("No model selected", "Choose a model in the Models panel first.")
+            return None
+        return self.run_model(folder, scope)
+
+    def run_model(self, folder: Path, scope: str) -> int | None:
+        """Queue ``folder``'s model on the open slide: ``view``, ``slide`` (the view first)
+        or ``region`` (the user drags it first).  Returns the job id (``None`` when no job
+        was queued yet: no slide, or a region still to be drawn)."""
+        if self.opened is None:
+            return None
+        if scope == "region":
+            self.canvas.set_tool(
+                RectangleTool(
+                    "region",
+                    lambda rect: self._submit(folder, "region", rect),
+                    status_hint="Drag a rectangle for the model to compute (Esc cancels)",
+                )
+            )
+            self.window.statusBar().showMessage(
+                "Drag a rectangle on the slide for the model (Esc cancels)", 8000
+            )
+            return None
+        return self._submit(folder, "slide" if scope == "slide" else "view", self.visible_l0_rect())
+
+    def visible_l0_rect(self) -> Rect:
+        viewport = self.canvas.viewport
+        scr_w, scr_h = viewport.scr_size
+        l0_w, l0_h = viewport.l0_size
+        view = viewport.transform().scr_rect_to_l0(Rect(0, 0, scr_w, scr_h))
+        return view.intersect(Rect(0, 0, l0_w, l0_h))
+
+    def _submit(
+        self, folder: Path, scope: Scope, region: Rect | None, trust: bool = False
+    ) -> int | None:
+        if self.opened is None:
+            return None
+        info = self.opened.source.info
+        mpp_override = None
+        if info.mpp is None:
+            mpp_override = ask_slide_mpp(self.window, info)
+            if mpp_override is None:
+                return None
+        spec = JobSpec(
+            slide_path=self.opened.path,
+            source_id=info.source_id,
+            model_folder=folder,
+            scope=scope,
+            l0_region=region,
+            device=self.models_panel.device,
+            batch_size=self.models_panel.batch_size,
+            mpp_override=mpp_override,
+            trust=trust,
+        )
+        return self.jobs.submit(spec)
+
+    def _on_untrusted(self, spec: JobSpec, path: str, sha256: str, message: str) -> None:
+        answer = QMessageBox.question(
+            self.window,
+            "Trust this TorchScript model?",
+            f"{message}\n\nRun it anyway? Only say yes if you trust where "
+            f"{Path(path).name} came from.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            from inference.models import TrustStore
+
+            TrustStore().trust(sha256, Path(path))
+            self._submit(spec.model_folder, spec.scope, spec.l0_region, trust=True)
+
+    def _on_job_failed(self, _job_id: int, message: str) -> None:
+        self._warn("Model run failed", message)
+
+    def _remember_folder(self, folder: Path) -> None:
+        text = str(folder)
+        if text not in self.settings.model_folders:
+            self.settings.model_folders.append(text)
+            from viewer.settings import save_settings
+
+            save_settings(self.settings)
+
+    # -- ground truth and tissue ------------------------------------------------------
+    def choose_truth(self) -> None:
+        if self.opened is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Load ground truth", str(self.opened.path.parent), TRUTH_FILTER
+        )
+        if path:
+            self.load_truth(Path(path))
+
+    def load_truth(self, path: Path) -> None:
+        """Read a mask image or GeoJSON off the GUI thread and add it as an outline layer."""
+        if self.opened is None:
+            return
+        from inference.evaluation.truth import load_truth
+
+        dims = self.opened.source.info.dimensions
+        source_id = self.opened.source.info.source_id
+
+        def done(truth: TruthMask) -> None:
+            if self.opened is None or self.opened.source.info.source_id != source_id:
+                return
+            layer = MaskLayer(
+                f"Ground truth: {path.name}",
+                truth.mask,
+                truth.l0_per_px,
+                colour=(230, 30, 40),
+                opacity=0.9,
+                provenance={"kind": "truth", "source": str(path)},
+            )
+            layer.outline_only = True
+            self.canvas.layers.add(layer)
+            self.layers_panel.select(layer)
+
+        self.background.call(
+            lambda: load_truth(path, dims),
+            done,
+            lambda message: self._warn("Could not load the ground truth", message),
+            name="slidelens-truth",
+        )
+
+    def show_tissue(self) -> None:
+        """Show the tissue mask layer (computing it off the GUI thread when needed)."""
+        if self.opened is None:
+            return
+        for layer in self.canvas.layers:
+            if is_tissue_layer(layer):
+                layer.visible = True
+                self.layers_panel.select(layer)
+                return
+        from inference.engine.tissue import TissueMask, tissue_mask
+
+        source = self.opened.source
+        source_id = source.info.source_id
+
+        def done(tissue: TissueMask) -> None:
+            if self.opened is None or self.opened.source.info.source_id != source_id:
+                return
+            layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
+            self.canvas.layers.insert(0, layer)
+            self.layers_panel.select(layer)
+
+        self.background.call(
+            lambda: tissue_mask(source),
+            done,
+            lambda message: self._warn("Could not compute the tissue mask", message),
+            name="slidelens-tissue",
+        )
+
+    # -- cursor -----------------------------------------------------------------------
+    def update_values(self, l0_x: float, l0_y: float) -> None:
+        """Show what the visible heatmaps say under the cursor, top layer first."""
+        parts: list[str] = []
+        for layer in reversed(list(self.canvas.layers)):
+            if not (isinstance(layer, HeatmapLayer) and layer.visible):
+                continue
+            values = layer.values_at(l0_x, l0_y)
+            if values is None:
+                continue
+            text = ", ".join(f"{name} {value:.2f}" for name, value in values.items())
+            parts.append(text)
+            if len(parts) == MAX_HOVER_LAYERS:
+                break
+        self.values_label.setText("  |  ".join(parts))
+
+    # -- messages ---------------------------------------------------------------------
+    def _warn(self, title: str, message: str) -> None:
+        """A non-blocking warning (the app stays usable behind it)."""
+        self.last_error = message
+        self.window.statusBar().showMessage(title, 8000)
+        self._message_box = show_warning(self.window, title, message)

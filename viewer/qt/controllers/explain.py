@@ -1,0 +1,422 @@
+"""Explain a click: the Explain tool, its panel, and CAM requests on the inference worker.
+
+A click explains the model patch under the cursor; a drag explains every tissue patch
+of the rectangle, blended with one shared normalisation.  Requests run on the inference
+worker at the highest priority: a running whole-slide job pauses between two batches to
+let them through.  Slow methods (Score-CAM) report progress and can be cancelled.  The
+result shows in the panel (patch, CAM, class scores, provenance) and becomes a layer
+when pinned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+
+from inference.core.geometry import Rect
+from viewer.layers.cam_raster import CamRaster
+from viewer.layers.colormaps import apply_colormap
+from viewer.layers.heatmap import HeatmapLayer
+from viewer.qt.canvas.tools import RectangleTool
+from viewer.qt.controllers.inference_jobs import ModelPool
+from viewer.qt.dialogs import ask_slide_mpp
+from viewer.qt.inference_worker import PRIORITY_EXPLAIN, InferenceWorker
+from viewer.qt.panels.explain import PREVIEW_PX, ExplainPanel, describe_cam
+
+if TYPE_CHECKING:
+    from inference.explain.service import CamResult, MethodInfo
+    from inference.slides import SlideSource
+    from viewer.qt.canvas.slide_canvas import SlideCanvas
+    from viewer.qt.controllers.slide_opener import OpenedSlide
+    from viewer.qt.panels.models import ModelsPanel
+
+#: Colormap of CAM previews and pinned CAM layers.
+CAM_COLORMAP = "jet"
+
+
+@dataclass(frozen=True)
+class _ModelInfo:
+    folder: Path
+    class_names: tuple[str, ...]
+    task: str
+    methods: list[MethodInfo]
+    layers: list[str]
+    default_layer: str | None
+
+
+@dataclass(frozen=True)
+class _Progress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ExplainOutcome:
+    """A finished explanation as the GUI gets it."""
+
+    cam: CamResult
+    patch_rgb: np.ndarray
+    overlay_rgb: np.ndarray
+    where: str
+    slot: int
+
+
+def cam_preview(source: SlideSource, cam: CamResult) -> tuple[np.ndarray, np.ndarray]:
+    """The explained area's pixels and the CAM over them (jet, half opacity), at most
+    :data:`PREVIEW_PX` on the longer side.  Runs on the worker thread."""
+    rect = cam.l0_rect
+    info = source.info
+    scale = max(rect.w, rect.h) / PREVIEW_PX
+    level = max(
+        (i for i, d in enumerate(info.level_downsamples) if d <= max(1.0, scale)), default=0
+    )
+    downsample = info.level_downsamples[level]
+    lv_x, lv_y = round(rect.x / downsample), round(rect.y / downsample)
+    lv_w = max(1, round(rect.w / downsample))
+    lv_h = max(1, round(rect.h / downsample))
+    rgb = source.read_region(level, lv_x, lv_y, lv_w, lv_h)
+    out_w = max(1, round(rect.w / max(scale, 1e-9)))
+    out_h = max(1, round(rect.h / max(scale, 1e-9)))
+    patch = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    values = cv2.resize(cam.normalised(), (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    colour = apply_colormap(values, CAM_COLORMAP, 0.0, 1.0)
+    alpha = (colour[..., 3:4] / 255.0) * 0.5
+    overlay = (patch * (1 - alpha) + colour[..., :3] * alpha).round().astype(np.uint8)
+    return patch, overlay
+
+
+class ExplainController(QObject):
+    """Owns the Explain panel and tool; sends requests to the worker; pins results.
+
+    ``cam_ready(outcome)`` fires when an explanation arrives; ``failed(message)`` when
+    one cannot be made (the message names the model, method or region and the cause).
+    """
+
+    cam_ready = Signal(object)
+    failed = Signal(str)
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        canvas: SlideCanvas,
+        worker: InferenceWorker,
+        pool: ModelPool,
+        models_panel: ModelsPanel,
+    ) -> None:
+        super().__init__(window)
+        self.window = window
+        self.canvas = canvas
+        self.worker = worker
+        self.pool = pool
+        self.models_panel = models_panel
+        self.opened: OpenedSlide | None = None
+        self.ask_mpp = ask_slide_mpp
+        self.info: _ModelInfo | None = None
+        self.outcomes: dict[int, ExplainOutcome] = {}
+        self.last_error: str | None = None
+        self._tasks: dict[int, str] = {}  # task id -> "info" | "cam:<slot>"
+        self._pinned: list[HeatmapLayer] = []
+        self.panel = ExplainPanel()
+        self.dock = QDockWidget("Explain", window)
+        self.dock.setObjectName("explain-dock")
+        self.dock.setWidget(self.panel)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.panel.tool_toggled.connect(self._tool_toggled)
+        self.panel.model_chosen.connect(self._load_info_if_shown)
+        self.panel.cancel_requested.connect(self.cancel)
+        self.panel.pin_requested.connect(self.pin)
+        models_panel.list.currentItemChanged.connect(lambda *_: self._follow_models_panel())
+        models_panel.folder_added.connect(lambda _folder: self._fill_models())
+        canvas.tool_changed.connect(self._on_tool_changed)
+        worker.partial.connect(self._on_partial)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        self.action = QAction("E&xplain (click or drag on the slide)", window)
+        self.action.setShortcut(QKeySequence("X"))
+        self.action.setCheckable(True)
+        self.action.triggered.connect(lambda checked: self.panel.tool_button.setChecked(checked))
+        self._fill_models()
+
+    def populate_menu(self, menu: QMenu) -> None:
+        menu.addAction(self.action)
+        menu.addAction(self.dock.toggleViewAction())
+
+    # -- models -----------------------------------------------------------------------
+    def _fill_models(self) -> None:
+        entries = [
+            (entry.name, entry.folder)
+            for entry in self.models_panel.entries()
+            if entry.card is not None
+        ]
+        self.panel.set_models(entries, self.models_panel.selected_folder())
+        self._load_info_if_shown()
+
+    def _load_info_if_shown(self, *_: object) -> None:
+        """Ask for the chosen model's methods, classes and layers, but only once the panel
+        is on screen: loading a model imports torch, which is not free while panning."""
+        folder = self.panel.model_combo.currentData()
+        if (
+            folder
+            and self.dock.isVisible()
+            and (self.info is None or str(self.info.folder) != folder)
+        ):
+            self.load_model_info(folder)
+
+    def _follow_models_panel(self) -> None:
+        folder = self.models_panel.selected_folder()
+        index = self.panel.model_combo.findData(str(folder))
+        if index < 0:
+            self._fill_models()
+        elif index != self.panel.model_combo.currentIndex():
+            self.panel.model_combo.setCurrentIndex(index)
+
+    @property
+    def model_folder(self) -> Path | None:
+        folder = self.panel.model_combo.currentData()
+        return Path(folder) if folder else None
+
+    def load_model_info(self, folder: object) -> None:
+        """Ask the worker which methods, classes and layers the model has."""
+        if not folder:
+            return
+        folder = Path(str(folder))
+        pool = self.pool
+        device = self.models_panel.device
+
+        def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
+            from inference.engine.runner import resolve_device
+            from inference.explain.service import available_methods, candidate_layers
+
+            model = pool.get(folder, resolve_device(device), trust=False)
+            default = model.cam_target_layer
+            emit(
+                _ModelInfo(
+                    folder=folder,
+                    class_names=tuple(model.card.class_names),
+                    task=model.card.task,
+                    methods=available_methods(model),
+                    layers=candidate_layers(model),
+                    default_layer=default,
+                )
+            )
+
+        task_id = self.worker.submit(body, priority=PRIORITY_EXPLAIN, label="model details")
+        self._tasks[task_id] = "info"
+
+    # -- slide and tool ---------------------------------------------------------------
+    def set_slide(self, opened: OpenedSlide | None) -> None:
+        self.cancel()
+        self.opened = opened
+        self._pinned = []
+        self.outcomes.clear()
+        for view in self.panel.views:
+            view.clear()
+        self.panel.tool_button.setEnabled(opened is not None)
+        self.action.setEnabled(opened is not None)
+
+    def _tool_toggled(self, on: bool) -> None:
+        if on:
+            self._load_info_if_shown()
+        if on and self.opened is not None:
+            self.canvas.set_tool(
+                RectangleTool(
+                    "explain",
+                    self.explain_region,
+                    self.explain_point,
+                    status_hint="Click a spot or drag a region to explain (Esc: stop)",
+                    sticky=True,
+                )
+            )
+            self.dock.raise_()
+        elif not on and getattr(self.canvas.tool, "name", "") == "explain":
+            self.canvas.set_tool(None)
+
+    def _on_tool_changed(self, tool: object) -> None:
+        on = getattr(tool, "name", "") == "explain"
+        self.panel.tool_button.blockSignals(True)
+        self.panel.tool_button.setChecked(on)
+        self.panel.tool_button.blockSignals(False)
+        self.action.setChecked(on)
+
+    # -- requests ---------------------------------------------------------------------
+    def explain_point(self, l0_x: float, l0_y: float) -> list[int]:
+        """Explain the model patch under a level-0 point (and the second method beside)."""
+        return self._request(point=(l0_x, l0_y), region=None)
+
+    def explain_region(self, l0_rect: Rect) -> list[int]:
+        """Explain every tissue patch of a level-0 rectangle."""
+        return self._request(point=None, region=l0_rect)
+
+    def _request(self, point: tuple[float, float] | None, region: Rect | None) -> list[int]:
+        folder = self.model_folder
+        if self.opened is None or folder is None:
+            self._fail("Choose a model in the Explain panel first.")
+            return []
+        self.cancel()
+        methods = [self.panel.method]
+        if self.panel.beside and self.panel.beside != self.panel.method:
+            methods.append(self.panel.beside)
+        ids = []
+        for slot, view in enumerate(self.panel.views):
+            view.clear("Working…" if slot < len(methods) else "")
+        for slot, method in enumerate(methods):
+            task_id = self._submit(folder, method, slot, point, region)
+            if task_id < 0:
+                for view in self.panel.views:
+                    view.clear("")
+                return []
+            ids.append(task_id)
+        return ids
+
+    def _submit(
+        self,
+        folder: Path,
+        method: str,
+        slot: int,
+        point: tuple[float, float] | None,
+        region: Rect | None,
+    ) -> int:
+        assert self.opened is not None
+        from inference.explain.service import CamRequest
+
+        source = self.opened.source
+        pool = self.pool
+        device = self.models_panel.device
+        request = CamRequest(method=method, target=self.panel.target, layer=self.panel.layer)
+        where = (
+            f"patch at ({point[0]:,.0f}, {point[1]:,.0f})"
+            if point is not None
+            else f"region {region.w:,.0f} x {region.h:,.0f} px"  # type: ignore[union-attr]
+        )
+        mpp_override = None
+        if source.info.mpp is None:
+            mpp_override = self.ask_mpp(self.window, source.info)
+            if mpp_override is None:
+                return -1
+
+        def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
+            from inference.engine.runner import resolve_device
+            from inference.explain.service import explain_patch, explain_region
+
+            model = pool.get(folder, resolve_device(device), trust=False)
+
+            def progress(done: int, total: int) -> None:
+                emit(_Progress(done, total))
+
+            from inference.explain.service import ExplainCancelled
+
+            try:
+                if point is not None:
+                    cam = explain_patch(
+                        source,
+                        model,
+                        point[0],
+                        point[1],
+                        request,
+                        mpp=mpp_override,
+                        progress=progress,
+                        cancel=cancel,
+                    )
+                else:
+                    assert region is not None
+                    cam = explain_region(
+                        source,
+                        model,
+                        region,
+                        request,
+                        mpp=mpp_override,
+                        progress=progress,
+                        cancel=cancel,
+                    )
+            except ExplainCancelled:
+                return  # the worker reports the task as cancelled
+            patch, overlay = cam_preview(source, cam)
+            emit(ExplainOutcome(cam, patch, overlay, where, slot))
+
+        task_id = self.worker.submit(body, priority=PRIORITY_EXPLAIN, label=f"explain ({method})")
+        self._tasks[task_id] = f"cam:{slot}"
+        return task_id
+
+    def cancel(self) -> None:
+        for task_id, kind in list(self._tasks.items()):
+            if kind.startswith("cam"):
+                self.worker.cancel(task_id)
+        self.panel.hide_progress()
+
+    # -- worker messages --------------------------------------------------------------
+    def _on_partial(self, task_id: int, payload: object) -> None:
+        kind = self._tasks.get(task_id)
+        if kind is None:
+            return
+        if isinstance(payload, _ModelInfo):
+            self.info = payload
+            self.panel.set_methods(payload.methods)
+            self.panel.set_classes(payload.class_names)
+            self.panel.set_layers(payload.layers, payload.default_layer)
+        elif isinstance(payload, _Progress):
+            self.panel.show_progress(payload.done, payload.total, "Explaining")
+        elif isinstance(payload, ExplainOutcome):
+            self.outcomes[payload.slot] = payload
+            cam = payload.cam
+            view = self.panel.views[payload.slot]
+            view.setTitle(f"{cam.provenance.get('method_label', 'CAM')}: {payload.where}")
+            view.show_result(
+                payload.patch_rgb,
+                payload.overlay_rgb,
+                describe_cam(dict(cam.provenance), dict(cam.scores)),
+            )
+            self.cam_ready.emit(payload)
+
+    def _on_finished(self, task_id: int, cancelled: bool) -> None:
+        kind = self._tasks.pop(task_id, None)
+        if kind is not None and not any(k.startswith("cam") for k in self._tasks.values()):
+            self.panel.hide_progress()
+        if kind is not None and kind.startswith("cam") and cancelled:
+            self.panel.views[int(kind.split(":")[1])].clear("Cancelled.")
+
+    def _on_failed(self, task_id: int, message: str) -> None:
+        kind = self._tasks.pop(task_id, None)
+        if kind is None:
+            return
+        self.panel.hide_progress()
+        if kind.startswith("cam"):
+            self.panel.views[int(kind.split(":")[1])].clear("")
+        self._fail(message)
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        self.panel.hint.setText(message)
+        self.window.statusBar().showMessage(message, 8000)
+        self.failed.emit(message)
+
+    # -- pinning ----------------------------------------------------------------------
+    def pin(self, slot: int = 0) -> HeatmapLayer | None:
+        """Put an explanation on the slide as a layer (with its provenance)."""
+        outcome = self.outcomes.get(slot)
+        if outcome is None:
+            return None
+        cam = outcome.cam
+        method = str(cam.provenance.get("method_label", "CAM"))
+        label = f"{cam.class_name} ({method})"
+        provenance: dict[str, Any] = {**cam.provenance, "kind": "cam", "where": outcome.where}
+        layer = HeatmapLayer(
+            f"{method} · {cam.class_name} · {outcome.where}",
+            CamRaster(cam, label),
+            colormap=CAM_COLORMAP,
+            opacity=0.55,
+            value_label="relevance",
+            provenance=provenance,
+        )
+        layer.interpolation = "smooth"
+        self.canvas.layers.add(layer)
+        self._pinned.append(layer)
+        return layer

@@ -1,0 +1,1 @@
+"""Dock panels: layers, annotations, models, explanations, metrics, job status."""

@@ -1,0 +1,349 @@
+"""The metrics panel: how good is a heatmap on this slide, against a ground-truth layer?
+
+Pick a heatmap layer, its positive class, a ground-truth layer and a threshold; the
+panel shows accuracy, TP/TN/FP/FN rates, Dice, IoU and ROC AUC over the tissue (the
+same numbers as ``slidelens evaluate``), a ROC curve and a confusion matrix, and
+saves them as PNG and CSV.  Sampling the raster against the truth (the slow part)
+runs off the GUI thread; moving the threshold only recounts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.layers.base import Layer, LayerStack
+from viewer.layers.heatmap import HeatmapLayer
+from viewer.layers.masks import MaskLayer
+from viewer.qt.background import BackgroundCalls
+from viewer.qt.messages import show_warning
+
+if TYPE_CHECKING:
+    from inference.engine.tissue import TissueMask
+    from inference.evaluation.metrics import MetricsReport
+    from inference.evaluation.sampling import EvaluationSamples
+    from inference.slides import SlideSource
+
+#: Figures shown, as (label, report attribute, format).
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("Mask area", "predicted_positive_fraction", "pct"),
+    ("Truth area", "prevalence", "pct"),
+    ("Accuracy", "accuracy", "pct"),
+    ("TP rate (sensitivity)", "tpr", "pct"),
+    ("TN rate (specificity)", "tnr", "pct"),
+    ("FP rate", "fpr", "pct"),
+    ("FN rate", "fnr", "pct"),
+    ("Precision", "precision", "pct"),
+    ("Dice", "dice", "num"),
+    ("IoU", "iou", "num"),
+    ("ROC AUC", "auc", "num"),
+)
+
+
+def _format(value: float | None, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} %" if kind == "pct" else f"{value:.3f}"
+
+
+class MetricsPanel(QWidget):
+    """Signals ``report_ready(report)`` after every recount, ``plots_ready()`` when its
+    plots are drawn."""
+
+    report_ready = Signal(object)
+    plots_ready = Signal()
+
+    def __init__(self, layers: LayerStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.layers = layers
+        self.source: SlideSource | None = None
+        self.tissue: TissueMask | None = None
+        self.samples: EvaluationSamples | None = None
+        self.report: MetricsReport | None = None
+        self.last_error: str | None = None
+        self.background = BackgroundCalls(self)
+        self._request = 0
+        self._updating = False
+
+        self.heatmap_combo = QComboBox()
+        self.class_combo = QComboBox()
+        self.truth_combo = QComboBox()
+        for combo in (self.heatmap_combo, self.class_combo, self.truth_combo):
+            combo.currentIndexChanged.connect(self._inputs_changed)
+        self.heatmap_combo.currentIndexChanged.connect(self._fill_classes)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setDecimals(2)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(0.5)
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, 100)
+        self.threshold_slider.setValue(50)
+        self.threshold_slider.valueChanged.connect(lambda v: self.threshold.setValue(v / 100))
+        self.threshold.valueChanged.connect(self._threshold_changed)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.threshold_slider, 1)
+        threshold_row.addWidget(self.threshold)
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(120)
+        self._recount_timer.timeout.connect(self.recount)
+        # a heatmap that grows while its job runs is compared again at most this often
+        self._resample_timer = QTimer(self)
+        self._resample_timer.setSingleShot(True)
+        self._resample_timer.setInterval(1500)
+        self._resample_timer.timeout.connect(self._inputs_changed)
+
+        inputs = QFormLayout()
+        inputs.addRow("Heatmap", self.heatmap_combo)
+        inputs.addRow("Positive class", self.class_combo)
+        inputs.addRow("Ground truth", self.truth_combo)
+        inputs.addRow("Threshold", threshold_row)
+
+        self.status = QLabel("Load a ground truth (Analysis > Load ground truth) and run a model.")
+        self.status.setWordWrap(True)
+        self.figure_labels: dict[str, QLabel] = {}
+        grid = QGridLayout()
+        for row, (label, attr, _kind) in enumerate(FIGURES):
+            value = QLabel("–")
+            value.setAlignment(Qt.AlignmentFlag.AlignRight)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.figure_labels[attr] = value
+            grid.addWidget(QLabel(label), row // 2, 2 * (row % 2))
+            grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
+        self.roc_view = QLabel()
+        self.roc_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.confusion_view = QLabel()
+        self.confusion_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        plots = QHBoxLayout()
+        plots.addWidget(self.roc_view)
+        plots.addWidget(self.confusion_view)
+        self.save_button = QPushButton("Save PNG + CSV…")
+        self.save_button.clicked.connect(self.choose_save)
+        self.save_button.setEnabled(False)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(inputs)
+        layout.addWidget(self.status)
+        layout.addLayout(grid)
+        layout.addLayout(plots)
+        layout.addWidget(self.save_button)
+        layout.addStretch(1)
+        for signal in (layers.inserted, layers.removed):
+            signal.connect(self._layers_changed)
+        layers.layer_changed.connect(self._layer_changed)
+        self._layers_changed()
+
+    # -- inputs -----------------------------------------------------------------------
+    def set_slide(self, source: SlideSource | None) -> None:
+        """A new slide: its tissue mask is computed off the GUI thread when first needed."""
+        self.source = source
+        self.tissue = None
+        self._clear()
+
+    def _combo_layers(self, combo: QComboBox) -> list[Layer]:
+        return [combo.itemData(i) for i in range(combo.count())]
+
+    def _layers_changed(self, *_: object) -> None:
+        self._updating = True
+        for combo, kind in ((self.heatmap_combo, HeatmapLayer), (self.truth_combo, MaskLayer)):
+            current = combo.currentData()
+            combo.clear()
+            for layer in reversed(list(self.layers)):
+                if not isinstance(layer, kind):
+                    continue
+                if isinstance(layer, MaskLayer) and layer.provenance.get("kind") != "truth":
+                    continue
+                combo.addItem(layer.name, layer)
+            index = next((i for i in range(combo.count()) if combo.itemData(i) is current), 0)
+            combo.setCurrentIndex(index if combo.count() else -1)
+        self._updating = False
+        self._fill_classes()
+        self._inputs_changed()
+
+    def _layer_changed(self, layer: Layer, what: str) -> None:
+        # a heatmap that grew (a job still running, or finished) is sampled again
+        current = self.heatmap_combo.currentData()
+        if what == "data" and layer is current and not self._resample_timer.isActive():
+            self._resample_timer.start()
+
+    def _fill_classes(self, *_: object) -> None:
+        layer = self.heatmap_combo.currentData()
+        current = self.class_combo.currentText()
+        self._updating = True
+        self.class_combo.clear()
+        if isinstance(layer, HeatmapLayer):
+            self.class_combo.addItems(list(layer.class_names))
+            index = self.class_combo.findText(current)
+            self.class_combo.setCurrentIndex(index if index >= 0 else len(layer.class_names) - 1)
+        self._updating = False
+
+    def _clear(self) -> None:
+        self.samples = None
+        self.report = None
+        for value in self.figure_labels.values():
+            value.setText("–")
+        self.roc_view.clear()
+        self.confusion_view.clear()
+        self.save_button.setEnabled(False)
+
+    def _inputs_changed(self, *_: object) -> None:
+        if self._updating:
+            return
+        heatmap = self.heatmap_combo.currentData()
+        truth = self.truth_combo.currentData()
+        self._request += 1
+        if self.source is None or not isinstance(heatmap, HeatmapLayer) or truth is None:
+            self._clear()
+            self.status.setText(
+                "Needs a heatmap layer and a ground-truth layer (Analysis > Load ground truth)."
+            )
+            return
+        if heatmap.progress is not None:
+            self.status.setText("The model is still running; the figures will follow it.")
+        self._sample(self._request, heatmap, truth, self.class_combo.currentText())
+
+    def _sample(self, request: int, heatmap: HeatmapLayer, truth: MaskLayer, cls: str) -> None:
+        from inference.engine.tissue import tissue_mask
+        from inference.evaluation.metrics import collect_samples
+        from inference.evaluation.truth import TruthMask
+        from inference.results.store import ResultGrid, SegmentationMap, result_from_arrays
+
+        source = self.source
+        assert source is not None
+        # a copy: a running job keeps folding batches into the layer's own result
+        live = heatmap.result
+        result: Any = live
+        if isinstance(live, ResultGrid | SegmentationMap):
+            result = result_from_arrays(
+                live.meta(), {k: v.copy() for k, v in live.arrays().items()}
+            )
+        truth_mask = TruthMask(
+            truth.mask, truth.l0_per_px, Path(str(truth.provenance.get("source", "")))
+        )
+        known_tissue = self.tissue
+
+        def work() -> tuple[Any, Any]:
+            tissue = known_tissue if known_tissue is not None else tissue_mask(source)
+            samples = collect_samples(
+                result,
+                truth_mask,
+                tissue,
+                cls or -1,
+                l0_dimensions=source.info.dimensions,
+            )
+            return tissue, samples
+
+        def done(value: tuple[Any, Any]) -> None:
+            if request != self._request:
+                return  # inputs changed meanwhile
+            self.tissue, self.samples = value
+            self.last_error = None
+            self.recount()
+
+        def failed(message: str) -> None:
+            if request != self._request:
+                return
+            self._clear()
+            self.last_error = message
+            self.status.setText(message)
+
+        self.status.setText("Comparing with the ground truth…")
+        self.background.call(work, done, failed, name="slidelens-metrics")
+
+    def _threshold_changed(self, value: float) -> None:
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(round(value * 100))
+        self.threshold_slider.blockSignals(False)
+        self._recount_timer.start()
+
+    # -- results ----------------------------------------------------------------------
+    def recount(self) -> None:
+        """Figures at the current threshold from the samples (fast; GUI thread)."""
+        from inference.evaluation.metrics import compute_metrics
+
+        if self.samples is None or self.source is None:
+            return
+        report = compute_metrics(self.samples, self.threshold.value(), mpp=self.source.info.mpp)
+        self.report = report
+        for _label, attr, kind in FIGURES:
+            self.figure_labels[attr].setText(_format(getattr(report, attr), kind))
+        self.status.setText(report.summary())
+        self._show_plots(report)
+        self.save_button.setEnabled(True)
+        self.report_ready.emit(report)
+
+    def _show_plots(self, report: MetricsReport) -> None:
+        """Render the ROC curve and confusion matrix off the GUI thread (matplotlib)."""
+
+        def work() -> tuple[bytes, bytes]:
+            from inference.evaluation.plots import confusion_figure, figure_png, roc_figure
+
+            return (
+                figure_png(roc_figure(report, size_in=(3.0, 3.0)), dpi=72),
+                figure_png(confusion_figure(report, size_in=(3.0, 3.0)), dpi=72),
+            )
+
+        def done(pngs: tuple[bytes, bytes]) -> None:
+            if report is not self.report:
+                return
+            for view, png in zip((self.roc_view, self.confusion_view), pngs, strict=True):
+                pixmap = QPixmap()
+                pixmap.loadFromData(png)
+                view.setPixmap(pixmap)
+            self.plots_ready.emit()
+
+        self.background.call(work, done, self._plot_failed, name="slidelens-plots")
+
+    def _plot_failed(self, message: str) -> None:
+        self.last_error = message
+        self.status.setText(f"Plots failed: {message}")
+
+    def choose_save(self) -> None:
+        if self.report is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save metrics (PNG plots and CSV tables)", "metrics.csv", "CSV (*.csv)"
+        )
+        if path:
+            self.save(Path(path))
+
+    def save(self, csv_path: Path) -> list[Path]:
+        """Write ``<stem>.csv`` (figures), ``<stem>.roc.csv``, ``<stem>.roc.png`` and
+        ``<stem>.confusion.png`` beside ``csv_path``."""
+        from inference.evaluation.plots import (
+            write_confusion_png,
+            write_metrics_csv,
+            write_roc_csv,
+            write_roc_png,
+        )
+
+        assert self.report is not None
+        stem = csv_path.with_suffix("")
+        try:
+            return [
+                write_metrics_csv(stem.with_suffix(".csv"), self.report),
+                write_roc_csv(Path(f"{stem}.roc.csv"), self.report),
+                write_roc_png(Path(f"{stem}.roc.png"), self.report),
+                write_confusion_png(Path(f"{stem}.confusion.png"), self.report),
+            ]
+        except OSError as exc:
+            self.last_error = f"{csv_path}: {exc}"
+            show_warning(self, "Metrics not saved", self.last_error)
+            return []
