@@ -377,7 +377,7 @@ def collect_samples(
     truth_share = area_fractions(truth.mask, truth.l0_per_px, l0_origin, l0_per_px, shape)
     fractions = truth_share[rows, cols]
     positive = fractions >= min_truth_fraction - FRACTION_TOLERANCE
-    notes: list[str] = []
+    notes: list[str] = [f"{truth.path.name}: {truth.note}"] if truth.note else []
     if not positive.any():
         notes.append(
             f"the ground truth ({truth.path.name}) has no positive cell in the evaluated "

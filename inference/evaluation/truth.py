@@ -5,6 +5,11 @@ come from the PNG text ``slidelens:l0_per_px`` (what ``slidelens synth`` writes)
 absent, from its size against the slide's.  GeoJSON polygons (QuPath-style, level-0
 pixel coordinates) are rasterised at a chosen scale.  Both are untrusted input: sizes
 are bounded and every refusal names the file and the problem.
+
+How a mask image's pixel values are read is decided from the values present (see
+:func:`read_mask_values`): a 1-bit image, 0/255, 0/1 (the usual way segmentation masks are
+saved) and a label image (pixel value = class index, e.g. PANDA's 0-5) all work; a
+grey image with soft edges (a JPEG, an anti-aliased drawing) is thresholded at 128.
 """
 
 from __future__ import annotations
@@ -40,14 +45,63 @@ class TruthError(ValueError):
         super().__init__(f"{path.name}: {cause}  [{path}]")
 
 
+#: Largest pixel value read as a class index: a label image has a few classes; a grey
+#: image with more distinct values than this is a soft-edged binary mask.
+MAX_LABEL = 31
+
+
+@dataclass(frozen=True)
+class MaskValues:
+    """How a mask image's pixel values were read.
+
+    ``labels`` holds one class index per pixel (0 = negative / background); ``encoding``
+    says which rule applied, in words for a person (``"0/255"``, ``"0/1"``,
+    ``"1-bit"``, ``"labels 0-5"``, ``"grey, thresholded at 128"``); ``values`` are the
+    distinct raw values found.
+    """
+
+    labels: np.ndarray
+    encoding: str
+    values: tuple[int, ...]
+
+
+def read_mask_values(raw: np.ndarray, *, one_bit: bool = False) -> MaskValues:
+    """Class indices from a mask's raw values, by the rule its values call for.
+
+    * a 1-bit image (``one_bit``) or boolean array: positive = 1;
+    * only 0 and 255: positive = 255 (read as class 1);
+    * only 0 and 1, or integers up to :data:`MAX_LABEL`: a label image, each value is
+      the class index (a 0/1 mask is the two-class label image);
+    * anything else (a grey image with soft edges): class 1 where the value is >= 128.
+    """
+    values = tuple(int(v) for v in np.unique(raw))
+    if one_bit or raw.dtype == bool:
+        return MaskValues((raw != 0).astype(np.uint8), "1-bit", values)
+    if set(values) <= {0, 255} and 255 in values:
+        return MaskValues((raw == 255).astype(np.uint8), "0/255", values)
+    if values and values[0] >= 0 and values[-1] <= MAX_LABEL:
+        encoding = "0/1" if set(values) <= {0, 1} else f"labels {values[0]}-{values[-1]}"
+        return MaskValues(raw.astype(np.uint8), encoding, values)
+    return MaskValues((raw >= 128).astype(np.uint8), "grey, thresholded at 128", values)
+
+
 @dataclass(frozen=True)
 class TruthMask:
     """A boolean mask over the whole slide; ``mask[r, c]`` covers level-0 pixels
-    ``[c * l0_per_px, (c + 1) * l0_per_px) x [r * l0_per_px, (r + 1) * l0_per_px)``."""
+    ``[c * l0_per_px, (c + 1) * l0_per_px) x [r * l0_per_px, (r + 1) * l0_per_px)``.
+
+    ``labels`` keeps the class index of each pixel when the truth was a label image
+    (``None`` for a binary mask or polygons); ``encoding`` says how the file was read
+    and ``note`` says what a person should know about it (e.g. that it holds a single
+    value), or is empty.
+    """
 
     mask: np.ndarray
     l0_per_px: float
     path: Path
+    labels: np.ndarray | None = None
+    encoding: str = ""
+    note: str = ""
 
     @property
     def positive_fraction(self) -> float:
@@ -117,7 +171,7 @@ def _load_mask_image(path: Path, l0_dimensions: tuple[int, int]) -> TruthMask:
             if max(width, height) > 4 * MAX_TRUTH_SIDE:
                 raise TruthError(path, f"{width} x {height} is too large for a mask")
             stated = image.info.get(MASK_SCALE_KEY) if image.format == "PNG" else None
-            array = np.asarray(image.convert("L"))
+            values = read_mask_values(_raw_values(image), one_bit=image.mode == "1")
     except (UnidentifiedImageError, OSError) as exc:
         raise TruthError(path, f"not a readable image ({exc})") from exc
     l0_w, l0_h = l0_dimensions
@@ -143,7 +197,40 @@ def _load_mask_image(path: Path, l0_dimensions: tuple[int, int]) -> TruthMask:
                 f"({l0_w} x {l0_h}); a mask must cover the whole slide",
             )
         scale = (scale_x + scale_y) / 2
-    return TruthMask(array > 127, scale, path)
+    return _mask_from_values(path, values, scale)
+
+
+def _raw_values(image: Any) -> np.ndarray:
+    """The pixel values a mask stores: palette indices for a palette image (a label PNG
+    keeps class indices there), the one channel of a grey image, and the grey level of
+    a colour image."""
+    if image.mode in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+        raw = np.asarray(image)
+        return raw.astype(np.int64) if raw.dtype != bool and raw.dtype.kind != "u" else raw
+    if image.mode in ("LA", "PA"):
+        return np.asarray(image)[..., 0]
+    return np.asarray(image.convert("L"))
+
+
+def _mask_from_values(path: Path, values: MaskValues, scale: float) -> TruthMask:
+    labels = values.labels
+    mask = labels > 0
+    label_image = values.encoding.startswith("labels")
+    note = ""
+    if len(values.values) == 1:
+        only = values.values[0]
+        meaning = "every pixel positive" if mask.any() else "no positive pixel"
+        note = f"the mask holds a single value ({only}): {meaning}"
+    elif label_image:
+        note = f"label image ({values.encoding}): positive = any class above 0"
+    return TruthMask(
+        mask,
+        scale,
+        path,
+        labels=labels if label_image else None,
+        encoding=values.encoding,
+        note=note,
+    )
 
 
 def _load_geojson(
@@ -180,7 +267,7 @@ def _load_geojson(
     if kept == 0:
         wanted = f" of class {class_name!r}" if class_name else ""
         raise TruthError(path, f"no polygon features{wanted} found")
-    return TruthMask(mask, float(scale), path)
+    return TruthMask(mask, float(scale), path, encoding="GeoJSON polygons")
 
 
 def _fill(mask: np.ndarray, edges: np.ndarray, band_rows: int = 512) -> None:

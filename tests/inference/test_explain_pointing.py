@@ -157,8 +157,7 @@ def _bundled_classifier() -> Path | None:
 
 def test_bundled_classifier_grad_cam_beats_uniform_on_held_out_slides(tmp_path: Path) -> None:
     folder = _bundled_classifier()
-    if folder is None:
-        pytest.skip("no bundled classifier in resources/models yet (the demo model arrives later)")
+    assert folder is not None, "the bundled demo classifier is missing from resources/models"
     from inference.explain.pointing import training_seeds
     from inference.models import load_model
 

@@ -111,3 +111,68 @@ def test_missing_and_unknown_files(tmp_path: Path) -> None:
     (tmp_path / "fake.png").write_text("not an image")
     with pytest.raises(TruthError, match="not a readable image"):
         load_truth(tmp_path / "fake.png", (10, 10))
+
+
+def _mask_png(path: Path, values: np.ndarray, mode: str | None = None) -> Path:
+    image = Image.fromarray(values) if mode is None else Image.fromarray(values).convert(mode)
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stored", "encoding"),
+    [
+        (lambda m: m.astype(np.uint8) * 255, "0/255"),
+        (lambda m: m.astype(np.uint8), "0/1"),
+        (lambda m: m, "1-bit"),  # a boolean array is saved as a 1-bit PNG
+    ],
+)
+def test_binary_masks_in_every_usual_encoding_load_the_same(
+    tmp_path: Path, stored: object, encoding: str
+) -> None:
+    """0/1 masks (the usual segmentation format) were read as empty by `> 127`."""
+    positive = np.zeros((50, 100), bool)
+    positive[10:20, 30:60] = True
+    path = _mask_png(tmp_path / "m.png", stored(positive))  # type: ignore[operator]
+    truth = load_truth(path, (1000, 500))
+    assert truth.encoding == encoding
+    assert np.array_equal(truth.mask, positive)
+    assert truth.positive_fraction == pytest.approx(300 / 5000)
+    assert truth.labels is None and truth.note == ""
+
+
+def test_label_mask_keeps_class_indices(tmp_path: Path) -> None:
+    """PANDA's Radboud labels 0-5: positive is any class above background, and the
+    class of each pixel is kept."""
+    labels = np.zeros((50, 100), np.uint8)
+    for cls in range(1, 6):
+        labels[5 * cls : 5 * cls + 5, 10 * cls : 10 * cls + 10] = cls
+    truth = load_truth(_mask_png(tmp_path / "l.png", labels), (1000, 500))
+    assert truth.encoding == "labels 0-5"
+    assert truth.labels is not None and np.array_equal(truth.labels, labels)
+    assert np.array_equal(truth.mask, labels > 0)
+    assert "label image" in truth.note
+
+
+def test_palette_label_png_reads_indices_not_colours(tmp_path: Path) -> None:
+    labels = np.zeros((50, 100), np.uint8)
+    labels[:, 50:] = 3
+    image = Image.fromarray(labels, mode="L").convert("P")
+    image.putpalette([0, 0, 0, 200, 200, 200, 10, 250, 10, 250, 10, 10] + [0] * 756)
+    image.save(tmp_path / "p.png")
+    truth = load_truth(tmp_path / "p.png", (1000, 500))
+    assert truth.labels is not None and set(np.unique(truth.labels)) == {0, 3}
+
+
+def test_soft_edged_grey_mask_is_thresholded(tmp_path: Path) -> None:
+    grey = np.tile(np.linspace(0, 255, 100).astype(np.uint8), (50, 1))
+    truth = load_truth(_mask_png(tmp_path / "g.png", grey), (1000, 500))
+    assert truth.encoding == "grey, thresholded at 128"
+    assert np.array_equal(truth.mask, grey >= 128)
+
+
+@pytest.mark.parametrize(("value", "meaning"), [(0, "no positive pixel"), (255, "every pixel")])
+def test_a_mask_with_one_value_says_so(tmp_path: Path, value: int, meaning: str) -> None:
+    flat = np.full((50, 100), value, np.uint8)
+    truth = load_truth(_mask_png(tmp_path / "f.png", flat), (1000, 500))
+    assert "single value" in truth.note and meaning in truth.note

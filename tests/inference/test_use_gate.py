@@ -72,11 +72,31 @@ def test_a_waiting_exclusive_holder_stops_new_shared_ones() -> None:
 
 
 def test_the_exclusive_holder_may_also_take_it_shared() -> None:
+    """Re-entry by the exclusive holder does not deadlock, and the gate is free after."""
     gate = SharedExclusiveLock()
-    with gate.exclusive(), gate.shared(), gate.exclusive():
-        pass
-    with gate.shared():  # and it is free again afterwards
-        pass
+    entered: list[str] = []
+
+    def nested() -> None:
+        with gate.exclusive(), gate.shared(), gate.exclusive():
+            entered.append("nested")
+
+    holder = threading.Thread(target=nested, daemon=True)
+    holder.start()
+    holder.join(5.0)
+    assert not holder.is_alive(), "the exclusive holder deadlocked on its own gate"
+    assert entered == ["nested"]
+
+    def other() -> None:  # another thread can now take it both ways
+        with gate.exclusive():
+            entered.append("exclusive")
+        with gate.shared():
+            entered.append("shared")
+
+    taker = threading.Thread(target=other, daemon=True)
+    taker.start()
+    taker.join(5.0)
+    assert not taker.is_alive(), "the gate stayed held after the nested holder left"
+    assert entered == ["nested", "exclusive", "shared"]
 
 
 def test_cpu_lanes_run_no_forward_pass_while_the_model_is_held_exclusively() -> None:

@@ -279,8 +279,18 @@ def test_cancel_source_without_wait_returns_at_once(make_scheduler: MakeSchedule
 
 
 def test_cancel_source_with_nothing_in_flight_returns(make_scheduler: MakeScheduler) -> None:
-    scheduler = make_scheduler(Loader())
-    scheduler.cancel_source("nothing", wait=True)
+    """Cancelling a slide with no queued or running reads returns at once, cancels
+    nothing, and leaves the other slides' reads alone."""
+    loader = Loader()
+    scheduler = make_scheduler(loader)
+    canceller = threading.Thread(target=scheduler.cancel_source, args=("nothing",), daemon=True)
+    canceller.start()
+    canceller.join(TIMEOUT)
+    assert not canceller.is_alive(), "cancel_source waited for reads that do not exist"
+    assert scheduler.stats.cancelled == 0
+    assert scheduler.request([key(0), key(1)]) == 1
+    assert scheduler.wait_idle(TIMEOUT)
+    assert loader.calls == [key(0), key(1)]
 
 
 def test_shutdown_joins_readers_and_is_idempotent(make_scheduler: MakeScheduler) -> None:
