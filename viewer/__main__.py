@@ -60,22 +60,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
+HELP_FLAGS = frozenset({"-h", "--help"})
+#: The exit code of a command line that names no command and no file (argparse's too).
+USAGE_ERROR = 2
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    return [
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    ]
+
+
+def _no_such_command(parser: argparse.ArgumentParser, word: str, commands: list[str]) -> int:
+    """Say that ``word`` is neither a command nor a file, with the closest command."""
+    import difflib
+
+    close = difflib.get_close_matches(word, commands, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    parser.print_usage(sys.stderr)
+    print(
+        f"slidelens: no command or file named '{word}'{hint}\n"
+        f"commands: {', '.join(commands)} (slidelens --help says more)",
+        file=sys.stderr,
+    )
+    return USAGE_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names, or open the viewer (with a slide, if one is given).
+
+    A first word that is neither a command nor an existing path is a mistake, not a
+    slide: it gets a message with the closest command and exit code 2.  ``--help``
+    anywhere prints help and never opens a window.
+    """
     from inference.core.allocator import tune_allocator
 
     tune_allocator()
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    commands = {
-        name
-        for action in parser._actions
-        if isinstance(action, argparse._SubParsersAction)
-        for name in action.choices
-    }
+    commands = _commands(parser)
     if not args_list:
         return _run_view(None)
-    if args_list[0] not in commands and not args_list[0].startswith("-"):
-        return _run_view(Path(args_list[0]))
+    first = args_list[0]
+    if first not in commands and not first.startswith("-"):
+        if not Path(first).expanduser().exists():
+            return _no_such_command(parser, first, commands)
+        if HELP_FLAGS & set(args_list):
+            parser.print_help()
+            return 0
+        return _run_view(Path(first))
     args = parser.parse_args(args_list)
     if getattr(args, "handler", None) is None:
         parser.print_help()
