@@ -291,7 +291,28 @@ class PatchReader:
         if size != self.out_px:
             interp = cv2.INTER_AREA if size > self.out_px else cv2.INTER_LINEAR
             bgrx = cv2.resize(bgrx, (self.out_px, self.out_px), interpolation=interp)
-        return cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
+        rgb = cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
+        self._fill_past_edge(rgb, l0_x, l0_y)
+        return rgb
+
+    def _fill_past_edge(self, rgb: np.ndarray, l0_x: int, l0_y: int) -> None:
+        """Paint the part of a patch that lies past the slide's edge with the slide's
+        background (white for brightfield, see :attr:`SlideInfo.background_rgb`).
+
+        Formats disagree about what lies there (OpenSlide gives transparent pixels,
+        WSInfer's patches come out black, which a classifier may call tumour), so it is
+        set here, whatever the source returned.  An output pixel is past the edge when
+        its centre is.
+        """
+        l0_w, l0_h = self.source.info.dimensions
+        l0_per_out = self.grid.l0_patch / self.out_px
+        inside_x = math.ceil((l0_w - l0_x) / l0_per_out - 0.5)
+        inside_y = math.ceil((l0_h - l0_y) / l0_per_out - 0.5)
+        if inside_x >= self.out_px and inside_y >= self.out_px:
+            return
+        background = self.source.info.background_rgb
+        rgb[max(inside_y, 0) :, :] = background
+        rgb[:, max(inside_x, 0) :] = background
 
     def read(self, p_col: int, p_row: int) -> np.ndarray:
         rect = self.grid.patch_l0_rect(p_col, p_row)

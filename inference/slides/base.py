@@ -16,6 +16,10 @@ import numpy as np
 _FINGERPRINT_CHUNK = 1 << 20
 
 
+#: The background of a brightfield slide, and of any slide that states none.
+WHITE = (255, 255, 255)
+
+
 @dataclass(frozen=True)
 class SlideInfo:
     """What is known about an open slide.
@@ -45,6 +49,19 @@ class SlideInfo:
     @property
     def level_count(self) -> int:
         return len(self.level_dimensions)
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int]:
+        """The colour of the glass around the scan: the slide's stated
+        ``openslide.background-color`` (``RRGGBB``), else white (brightfield)."""
+        stated = str(self.properties.get("openslide.background-color", "")).strip().lstrip("#")
+        if len(stated) == 6:
+            try:
+                value = int(stated, 16)
+            except ValueError:
+                return WHITE
+            return (value >> 16) & 255, (value >> 8) & 255, value & 255
+        return WHITE
 
 
 @runtime_checkable
