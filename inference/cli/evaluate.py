@@ -189,7 +189,7 @@ def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str]]:
 
 
 def _write_outputs(args: argparse.Namespace, report: MetricsReport) -> list[Path]:
-    from inference.evaluation.metrics import (
+    from inference.evaluation.plots import (
         write_confusion_png,
         write_metrics_csv,
         write_roc_csv,

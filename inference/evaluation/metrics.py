@@ -4,9 +4,11 @@ Usage (GUI panel and ``slidelens evaluate`` alike)::
 
     samples = collect_samples(result, truth, tissue, "tumour")   # geometry, once
     report = compute_metrics(samples, threshold=0.5)              # cheap, per threshold
-    report.summary(); report.to_dict(); write_roc_png(path, report)
+    report.summary(); report.to_dict()
 
-or :func:`evaluate` for both steps.  What a sample is (one raster cell of the result,
+or :func:`evaluate` for both steps.  Figures, tables and files of a report (ROC and
+confusion PNGs, CSVs) are in :mod:`inference.evaluation.plots`, which depends on this
+module (never the other way).  What a sample is (one raster cell of the result,
 over tissue only, truth by exact area share >= 0.5) is defined in
 :mod:`inference.evaluation.sampling`.  A sample is predicted positive when the positive
 class's probability is ``>= threshold``.
@@ -37,14 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference.evaluation.plots import (
-    confusion_figure,
-    roc_figure,
-    write_confusion_png,
-    write_metrics_csv,
-    write_roc_csv,
-    write_roc_png,
-)
 from inference.evaluation.roc import RocCurve, roc_auc, roc_curve
 from inference.evaluation.sampling import (
     DEFAULT_MIN_FRACTION,
@@ -83,16 +77,10 @@ __all__ = [
     "area_fractions",
     "collect_samples",
     "compute_metrics",
-    "confusion_figure",
     "evaluate",
     "resolve_class",
     "roc_auc",
     "roc_curve",
-    "roc_figure",
-    "write_confusion_png",
-    "write_metrics_csv",
-    "write_roc_csv",
-    "write_roc_png",
 ]
 
 

@@ -1,6 +1,7 @@
 """Figures and tables of a :class:`~inference.evaluation.metrics.MetricsReport`: ROC and confusion
 plots (PNG), the figures and the ROC curve as CSV.  The GUI and ``slidelens evaluate``
-use the same functions.
+use the same functions.  This module depends on :mod:`inference.evaluation.metrics`;
+metrics never imports it.
 
 Plots are drawn with matplotlib's object API on an Agg canvas (no pyplot, no global
 backend switch, safe off the GUI thread); :func:`roc_figure` and
@@ -16,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.core.atomic_io import atomic_write_bytes, atomic_write_text
+from inference.evaluation.metrics import FIGURES, MetricsReport
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from inference.evaluation.metrics import MetricsReport
 
 #: Default figure size (inches) and resolution of the written PNGs.
 FIGURE_SIZE_IN = (4.6, 4.2)
@@ -146,8 +146,6 @@ def _cell(value: float | int | str | None) -> str:
 
 def metrics_rows(report: MetricsReport) -> list[tuple[str, str, str]]:
     """``(key, label, value)`` rows of every figure and count; undefined values are ''."""
-    from inference.evaluation.metrics import FIGURES
-
     rows: list[tuple[str, str, float | int | str | None]] = [
         ("class", "Positive class", report.class_name),
         ("threshold", "Threshold (probability >=)", report.threshold),

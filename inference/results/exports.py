@@ -4,7 +4,8 @@
   (level-0 pixels) then ``prob_<class>`` per class.
 * GeoJSON: a FeatureCollection with one Polygon per computed patch, in level-0 pixel
   coordinates, with QuPath's properties: ``objectType`` ("tile"), ``classification``
-  (the most probable class: name and RGB colour) and ``measurements``
+  (the most probable class: name and RGB colour, the viewer's class colour of that
+  index from :mod:`inference.core.palette`) and ``measurements``
   (``prob_<class>``).  QuPath imports it with File > Import objects from file.
 * Heatmap TIFF: one class's probability as uint8 (``round(255 * p)``; 0 also where no
   value), tiled and pyramidal (each level half the previous, as separate pages), its
@@ -30,28 +31,18 @@ from typing import IO, Any
 
 import numpy as np
 
+from inference.core.palette import class_colours
 from inference.results.store import InferenceResult, atomic_write, atomic_write_text
 
-#: Class colours (RGB) in class order; cycled when a model has more classes.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (255, 127, 14),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-)
 #: Pyramid levels are added until the longer side is at most this.
 _HEATMAP_MIN_LEVEL_SIDE = 256
 _HEATMAP_TILE = 256
 
 
 def class_colors(class_names: Sequence[str]) -> list[tuple[int, int, int]]:
-    return [PALETTE[i % len(PALETTE)] for i in range(len(class_names))]
+    """The colour of each class, in class order: the viewer's class palette
+    (:func:`inference.core.palette.class_colour`), so QuPath shows SlideLens's colours."""
+    return class_colours(len(class_names))
 
 
 def prob_columns(class_names: Sequence[str]) -> list[str]:

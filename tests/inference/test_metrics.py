@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from inference.core.geometry import Rect
+from inference.engine.job import BatchResult
 from inference.engine.patches import PatchGrid
-from inference.engine.runner import BatchResult
 from inference.engine.tissue import TissueMask
 from inference.evaluation.metrics import (
     OUTCOME_EXCLUDED,
@@ -31,6 +31,8 @@ from inference.evaluation.metrics import (
     evaluate,
     roc_auc,
     roc_curve,
+)
+from inference.evaluation.plots import (
     write_confusion_png,
     write_metrics_csv,
     write_roc_csv,

@@ -116,9 +116,9 @@ def _argb(r: int, g: int, b: int) -> int:
 QUPATH_IDS = [str(uuid.UUID(int=k + 1)) for k in range(12)]
 
 
-def qupath_file() -> str:
-    """A FeatureCollection as QuPath 0.5 exports it (Gson pretty printing, 2 decimals)."""
-    features: list[dict[str, Any]] = [
+def _qupath_annotations() -> list[dict[str, Any]]:
+    """QuPath's annotation features of :func:`qupath_file`: each geometry and class form."""
+    return [
         {
             "type": "Feature",
             "id": QUPATH_IDS[0],
@@ -189,6 +189,12 @@ def qupath_file() -> str:
             "geometry": {"type": "Point", "coordinates": [7, 8]},
             "properties": {"objectType": "annotation", "classification": "Other"},
         },
+    ]
+
+
+def _qupath_other_objects() -> list[dict[str, Any]]:
+    """QuPath's other object types and geometries of :func:`qupath_file`."""
+    return [
         {
             "type": "Feature",
             "id": QUPATH_IDS[7],
@@ -227,6 +233,11 @@ def qupath_file() -> str:
             "properties": {"objectType": "tmaCore", "isMissing": False},
         },
     ]
+
+
+def qupath_file() -> str:
+    """A FeatureCollection as QuPath 0.5 exports it (Gson pretty printing, 2 decimals)."""
+    features = [*_qupath_annotations(), *_qupath_other_objects()]
     return json.dumps({"type": "FeatureCollection", "features": features}, indent=2)
 
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from inference.core.geometry import Rect, ViewTransform
+from inference.engine.job import BatchResult
 from inference.engine.patches import PatchGrid
-from inference.engine.runner import BatchResult
 from inference.results.store import ResultGrid
 from inference.slides import SlideSource, open_slide
 from inference.slides.base import SlideInfo, rgb_to_bgrx

@@ -13,34 +13,33 @@ Everything a GUI needs is importable from here:
 * storage: :class:`AnnotationStore` (save with ``.bak``, autosave, recovery),
   :class:`OpenResult`, :class:`RecoveryInfo`, :func:`load_user_palette`,
   :func:`save_user_palette`.
+
+These re-exports are for callers outside the package: modules inside
+``viewer.annotations`` import each other by their own module path, never from here.
 """
 
-from viewer.annotations.annotation_set import AnnotationSet, SelectMode
-from viewer.annotations.geojson import (
+from viewer.annotations.annotation_set import AnnotationSet
+from viewer.annotations.classes import DEFAULT_CLASSES, AnnotationClass, ClassPalette
+from viewer.annotations.geojson.common import (
     DEFAULT_LIMITS,
     AnnotationFileError,
     GeoJSONLimits,
     ImportResult,
-    dumps_geojson,
-    export_geojson,
-    import_geojson,
-    parse_geojson,
-    to_geojson,
 )
+from viewer.annotations.geojson.reader import import_geojson, parse_geojson
+from viewer.annotations.geojson.writer import dumps_geojson, export_geojson, to_geojson
 from viewer.annotations.measurements import Measurements, measure
 from viewer.annotations.model import (
     CLASS,
-    DEFAULT_CLASSES,
     GEOMETRY,
     NAME,
     NOTE,
     UNCLASSIFIED_COLOUR,
     Annotation,
-    AnnotationClass,
     AnnotationKind,
-    ClassPalette,
     VertexHit,
 )
+from viewer.annotations.selection import SelectMode
 from viewer.annotations.storage import (
     AnnotationStore,
     OpenResult,

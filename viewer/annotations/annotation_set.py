@@ -15,104 +15,29 @@ redo:
 
 Order is z-order: the first annotation is drawn first (at the bottom); new ones go on
 top.  Undoing a deletion puts annotations back at their old places.
+
+The set is the facade; its parts are helpers it owns: the undoable edits are made by
+:class:`~viewer.annotations.editing.AnnotationEditor` (with the commands of
+:mod:`viewer.annotations.edit_commands`), the selection is a
+:class:`~viewer.annotations.selection.Selection`, and hit tests are the functions of
+:mod:`viewer.annotations.hit_testing`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal
 
 from psygnal import Signal
 
+from viewer.annotations.classes import AnnotationClass, ClassPalette
+from viewer.annotations.editing import AnnotationEditor, in_palette
+from viewer.annotations.hit_testing import annotations_at_point, annotations_in_rect, nearest_vertex
 from viewer.annotations.measurements import Measurements, check_mpp, measure
-from viewer.annotations.model import (
-    Annotation,
-    AnnotationClass,
-    ClassPalette,
-    VertexHit,
-    as_rgb,
-    changed_parts,
-)
-from viewer.annotations.undo import Command, UndoStack
+from viewer.annotations.model import Annotation, VertexHit
+from viewer.annotations.selection import Selection, SelectMode
+from viewer.annotations.undo import UndoStack
 
-SelectMode = Literal["replace", "add", "toggle", "remove"]
-
-
-class _Insert(Command):
-    """Insert annotations at given final positions (ascending)."""
-
-    def __init__(self, owner: AnnotationSet, items: list[tuple[int, Annotation]], text: str):
-        self._owner, self._items, self.text = owner, items, text
-
-    def redo(self) -> None:
-        for index, annotation in self._items:
-            self._owner._insert(index, annotation)
-
-    def undo(self) -> None:
-        for _, annotation in reversed(self._items):
-            self._owner._remove(annotation.id)
-
-
-class _Remove(Command):
-    """Remove annotations, remembering their positions (ascending) to put them back."""
-
-    def __init__(self, owner: AnnotationSet, items: list[tuple[int, Annotation]], text: str):
-        self._owner, self._items, self.text = owner, items, text
-
-    def redo(self) -> None:
-        for _, annotation in reversed(self._items):
-            self._owner._remove(annotation.id)
-
-    def undo(self) -> None:
-        for index, annotation in self._items:
-            self._owner._insert(index, annotation)
-
-
-class _Replace(Command):
-    """Swap annotation values (same ids); optionally a palette colour with them.
-
-    Commands with the same non-``None`` ``merge_key`` over the same ids merge, so one
-    drag (many small moves) is one undo step.
-    """
-
-    def __init__(
-        self,
-        owner: AnnotationSet,
-        pairs: list[tuple[Annotation, Annotation]],
-        text: str,
-        *,
-        merge_key: object = None,
-        palette_change: tuple[AnnotationClass, AnnotationClass] | None = None,
-    ) -> None:
-        self._owner, self._pairs, self.text = owner, pairs, text
-        self._merge_key = merge_key
-        self._palette_change = palette_change
-
-    def redo(self) -> None:
-        if self._palette_change is not None:
-            cls = self._palette_change[1]
-            self._owner.palette.set_colour(cls.name, cls.colour)
-        for old, new in self._pairs:
-            self._owner._replace(new, changed_parts(old, new))
-
-    def undo(self) -> None:
-        if self._palette_change is not None:
-            cls = self._palette_change[0]
-            self._owner.palette.set_colour(cls.name, cls.colour)
-        for old, new in reversed(self._pairs):
-            self._owner._replace(old, changed_parts(new, old))
-
-    def merge(self, other: Command) -> bool:
-        if (
-            not isinstance(other, _Replace)
-            or self._merge_key is None
-            or other._merge_key != self._merge_key
-            or [old.id for old, _ in self._pairs] != [old.id for old, _ in other._pairs]
-        ):
-            return False
-        pairs = zip(self._pairs, other._pairs, strict=True)
-        self._pairs = [(old, new) for (old, _), (_, new) in pairs]
-        return True
+__all__ = ["AnnotationSet", "SelectMode"]
 
 
 class AnnotationSet:
@@ -145,12 +70,12 @@ class AnnotationSet:
         self.palette = palette if palette is not None else ClassPalette()
         self._order: list[str] = []
         self._items: dict[str, Annotation] = {}
-        self._selection: dict[str, None] = {}  # a dict keeps selection order
+        self._selection = Selection()
         self._revision = 0
         for annotation in annotations:
             if annotation.id in self._items:
                 raise ValueError(f"duplicate annotation id {annotation.id}")
-            annotation = self._in_palette(annotation)
+            annotation = in_palette(self.palette, annotation)
             self._order.append(annotation.id)
             self._items[annotation.id] = annotation
         self._history = UndoStack(undo_limit)
@@ -158,6 +83,7 @@ class AnnotationSet:
             self._history.set_dirty()
         self._was_dirty = self.dirty
         self._history.changed.connect(self._on_history)
+        self._editor = AnnotationEditor(self, self._history)
 
     def __repr__(self) -> str:
         return f"AnnotationSet({self._source_id!r}, {len(self)} annotations)"
@@ -227,30 +153,11 @@ class AnnotationSet:
         the set raises :class:`ValueError`, or gets a fresh id with
         ``renew_duplicate_ids``.  Returns the values stored, in order.
         """
-        stored: list[Annotation] = []
-        seen: set[str] = set()
-        for annotation in annotations:
-            if annotation.id in self._items or annotation.id in seen:
-                if not renew_duplicate_ids:
-                    raise ValueError(f"annotation {annotation.id} is already in the set")
-                annotation = annotation.with_new_id()
-            seen.add(annotation.id)
-            stored.append(self._in_palette(annotation))
-        if stored:
-            start = len(self._order)
-            items = [(start + k, a) for k, a in enumerate(stored)]
-            self._history.push(_Insert(self, items, text))
-        return stored
+        return self._editor.add_many(annotations, text, renew_duplicate_ids)
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete annotations (unknown ids raise :class:`KeyError` before anything changes)."""
-        wanted = set(ids)
-        for annotation_id in wanted:
-            self.get(annotation_id)
-        items = [(i, self._items[a]) for i, a in enumerate(self._order) if a in wanted]
-        if items:
-            text = "Delete annotation" if len(items) == 1 else f"Delete {len(items)} annotations"
-            self._history.push(_Remove(self, items, text))
+        self._editor.delete(ids)
 
     def move(
         self, ids: Iterable[str], l0_dx: float, l0_dy: float, *, merge_key: object = None
@@ -261,12 +168,7 @@ class AnnotationSet:
         drag (any value, e.g. a counter): consecutive moves of the same annotations with
         an equal key become one undo step.
         """
-        if l0_dx == 0 and l0_dy == 0:
-            return
-        pairs = [(a, a.translated(l0_dx, l0_dy)) for a in self._values(ids)]
-        if pairs:
-            text = "Move annotation" if len(pairs) == 1 else f"Move {len(pairs)} annotations"
-            self._history.push(_Replace(self, pairs, text, merge_key=merge_key))
+        self._editor.move(ids, l0_dx, l0_dy, merge_key)
 
     def move_vertex(
         self,
@@ -281,50 +183,26 @@ class AnnotationSet:
 
         ``merge_key`` works as in :meth:`move`.  :class:`IndexError` for a bad handle.
         """
-        old = self.get(annotation_id)
-        new = old.with_vertex(ring, index, l0_xy)
-        if new != old:
-            self._history.push(_Replace(self, [(old, new)], "Edit vertex", merge_key=merge_key))
+        self._editor.move_vertex(annotation_id, ring, index, l0_xy, merge_key)
 
     def set_class(self, ids: Iterable[str], classification: AnnotationClass | None) -> None:
         """Classify annotations (``None``: unclassified); a new class joins the palette."""
-        cls = None if classification is None else self.palette.ensure(classification)
-        pairs = [(a, a.with_class(cls)) for a in self._values(ids) if a.classification != cls]
-        if pairs:
-            text = f"Set class {cls.name}" if cls is not None else "Remove class"
-            self._history.push(_Replace(self, pairs, text))
+        self._editor.set_class(ids, classification)
 
     def set_note(self, annotation_id: str, note: str) -> None:
-        old = self.get(annotation_id)
-        if old.note != note:
-            self._history.push(_Replace(self, [(old, old.with_note(note))], "Edit note"))
+        self._editor.set_note(annotation_id, note)
 
     def set_name(self, annotation_id: str, name: str) -> None:
-        old = self.get(annotation_id)
-        if old.name != name:
-            self._history.push(_Replace(self, [(old, old.with_name(name))], "Rename"))
+        self._editor.set_name(annotation_id, name)
 
     def replace(self, annotation: Annotation, *, text: str = "Edit annotation") -> None:
         """Replace the annotation of the same id by ``annotation`` (any edit, e.g. a
         vertex inserted with :meth:`Annotation.with_vertex_inserted`)."""
-        old = self.get(annotation.id)
-        new = self._in_palette(annotation)
-        if new != old:
-            self._history.push(_Replace(self, [(old, new)], text))
+        self._editor.replace(annotation, text)
 
     def recolour_class(self, name: str, colour: Iterable[int]) -> None:
         """Give a palette class a new colour, and every annotation of that class with it."""
-        old_cls = self.palette.get(name)
-        if old_cls is None:
-            raise KeyError(name)
-        new_cls = AnnotationClass(name, as_rgb(colour))
-        if new_cls == old_cls:
-            return
-        pairs = [
-            (a, a.with_class(new_cls)) for a in self.annotations() if a.classification == old_cls
-        ]
-        command = _Replace(self, pairs, f"Recolour class {name}", palette_change=(old_cls, new_cls))
-        self._history.push(command)
+        self._editor.recolour_class(name, colour)
 
     # -- history -----------------------------------------------------------------------
 
@@ -380,7 +258,7 @@ class AnnotationSet:
 
     @property
     def selection(self) -> frozenset[str]:
-        return frozenset(self._selection)
+        return self._selection.ids
 
     def selected(self) -> list[Annotation]:
         """Selected annotations in z-order."""
@@ -395,47 +273,21 @@ class AnnotationSet:
         for annotation_id in wanted:
             self.get(annotation_id)
         before = self.selection
-        if mode == "replace":
-            self._selection = dict.fromkeys(wanted)
-        elif mode == "add":
-            self._selection.update(dict.fromkeys(wanted))
-        elif mode == "remove":
-            for annotation_id in wanted:
-                self._selection.pop(annotation_id, None)
-        elif mode == "toggle":
-            for annotation_id in wanted:
-                if annotation_id in self._selection:
-                    del self._selection[annotation_id]
-                else:
-                    self._selection[annotation_id] = None
-        else:
-            raise ValueError(f"unknown selection mode {mode!r}")
+        self._selection.apply(wanted, mode)
         if self.selection != before:
             self.selection_changed.emit(self.selection)
 
     def clear_selection(self) -> None:
         self.select((), "replace")
 
-    # -- hit testing ---------------------------------------------------------------------
+    # -- hit testing (see viewer.annotations.hit_testing) --------------------------------
 
     def annotations_at(
         self, l0_x: float, l0_y: float, l0_tolerance: float = 0.0
     ) -> list[Annotation]:
-        """Annotations under a point, the one a click should pick first.
-
-        A hit is a point inside an area, or within ``l0_tolerance`` level-0 px of an
-        outline, a ruler or a point (a GUI passes its pick radius in screen pixels times
-        level-0 px per screen pixel).  Order: smallest area first (points and rulers
-        have none), so a click inside a small annotation lying in a big one picks the
-        small one; among equals the topmost first.
-        """
-        hits = [
-            self._items[i]
-            for i in reversed(self._order)
-            if self._items[i].hit(l0_x, l0_y, l0_tolerance)
-        ]
-        hits.sort(key=lambda a: a.l0_area)  # stable: topmost first among equals
-        return hits
+        """Annotations under a point, the one a click should pick first (smallest area
+        first, then topmost: :func:`~viewer.annotations.hit_testing.annotations_at_point`)."""
+        return annotations_at_point(reversed(self.annotations()), l0_x, l0_y, l0_tolerance)
 
     def annotation_at(
         self, l0_x: float, l0_y: float, l0_tolerance: float = 0.0
@@ -451,25 +303,10 @@ class AnnotationSet:
         l0_tolerance: float,
         ids: Iterable[str] | None = None,
     ) -> VertexHit | None:
-        """The editable handle nearest a point within ``l0_tolerance``, or ``None``.
-
-        Looks at ``ids`` (typically the selection) or, when ``None``, at all annotations;
-        among equally near handles the topmost annotation's wins.
-        """
-        wanted = None if ids is None else set(ids)
-        best: VertexHit | None = None
-        for annotation_id in reversed(self._order):
-            if wanted is not None and annotation_id not in wanted:
-                continue
-            annotation = self._items[annotation_id]
-            x0, y0, x1, y1 = annotation.l0_bounds
-            t = l0_tolerance
-            if l0_x < x0 - t or l0_x > x1 + t or l0_y < y0 - t or l0_y > y1 + t:
-                continue
-            hit = annotation.vertex_at(l0_x, l0_y, l0_tolerance)
-            if hit is not None and (best is None or hit.l0_distance < best.l0_distance):
-                best = hit
-        return best
+        """The editable handle nearest a point within ``l0_tolerance``, or ``None``, of
+        ``ids`` (typically the selection) or, when ``None``, of all annotations; among
+        equally near handles the topmost annotation's wins."""
+        return nearest_vertex(reversed(self.annotations()), l0_x, l0_y, l0_tolerance, ids)
 
     def in_rect(
         self,
@@ -481,37 +318,12 @@ class AnnotationSet:
         fully_inside: bool = False,
     ) -> list[Annotation]:
         """Annotations whose bounding box meets the rectangle (or lies inside it with
-        ``fully_inside``, as QuPath's drag-to-select does), in z-order.
-
-        By bounding box: right for culling what to paint and for rubber-band selection.
-        """
-        ax0, ax1 = min(l0_x0, l0_x1), max(l0_x0, l0_x1)
-        ay0, ay1 = min(l0_y0, l0_y1), max(l0_y0, l0_y1)
-        out = []
-        for annotation in self.annotations():
-            x0, y0, x1, y1 = annotation.l0_bounds
-            if fully_inside:
-                if ax0 <= x0 and x1 <= ax1 and ay0 <= y0 and y1 <= ay1:
-                    out.append(annotation)
-            elif x0 <= ax1 and ax0 <= x1 and y0 <= ay1 and ay0 <= y1:
-                out.append(annotation)
-        return out
+        ``fully_inside``), in z-order (:func:`~.hit_testing.annotations_in_rect`)."""
+        return annotations_in_rect(
+            self.annotations(), l0_x0, l0_y0, l0_x1, l0_y1, fully_inside=fully_inside
+        )
 
     # -- internals (called by commands) ------------------------------------------------
-
-    def _values(self, ids: Iterable[str]) -> list[Annotation]:
-        """Current values of ``ids`` in z-order; :class:`KeyError` for an unknown id."""
-        wanted = set(ids)
-        for annotation_id in wanted:
-            self.get(annotation_id)
-        return [self._items[i] for i in self._order if i in wanted]
-
-    def _in_palette(self, annotation: Annotation) -> Annotation:
-        cls = annotation.classification
-        if cls is None:
-            return annotation
-        kept = self.palette.ensure(cls)
-        return annotation if kept == cls else annotation.with_class(kept)
 
     def _insert(self, index: int, annotation: Annotation) -> None:
         self._order.insert(index, annotation.id)
@@ -523,8 +335,7 @@ class AnnotationSet:
         annotation = self._items.pop(annotation_id)
         self._order.remove(annotation_id)
         self._revision += 1
-        if annotation_id in self._selection:
-            del self._selection[annotation_id]
+        if self._selection.discard(annotation_id):
             self.selection_changed.emit(self.selection)
         self.removed.emit(annotation)
 

@@ -1,4 +1,8 @@
-"""Annotation values: kinds, classes, the class palette, and the immutable :class:`Annotation`.
+"""Annotation values: kinds and the immutable :class:`Annotation`.
+
+Classes (:class:`AnnotationClass`, :data:`DEFAULT_CLASSES`, :class:`ClassPalette`) live
+in :mod:`viewer.annotations.classes`; they are re-exported here for callers outside the
+package.
 
 An :class:`Annotation` is a frozen value.  Editing makes a new value with the same
 ``id`` (``translated``, ``with_vertex``, ``with_class``...); the
@@ -26,31 +30,65 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from psygnal import Signal
 
-from viewer.annotations import geometry as geo
+from inference.core.palette import UNCLASSIFIED_COLOUR
+from viewer.annotations.classes import (
+    DEFAULT_CLASSES,
+    MAX_CLASS_NAME_CHARS,
+    RGB,
+    AnnotationClass,
+    ClassPalette,
+    as_rgb,
+)
+from viewer.annotations.geometry import (
+    as_array,
+    distance_to_points,
+    distance_to_polyline,
+    ellipse_area,
+    ellipse_perimeter,
+    ellipse_ring,
+    point_in_ellipse,
+    point_in_ring,
+    polyline_length,
+    ring_area,
+)
+
+__all__ = [
+    "CLASS",
+    "DEFAULT_CLASSES",
+    "GEOMETRY",
+    "MAX_CLASS_NAME_CHARS",
+    "NAME",
+    "NOTE",
+    "RGB",
+    "UNCLASSIFIED_COLOUR",
+    "Annotation",
+    "AnnotationClass",
+    "AnnotationKind",
+    "ClassPalette",
+    "Point",
+    "Ring",
+    "VertexHit",
+    "as_rgb",
+    "changed_parts",
+    "new_id",
+]
 
 Point = tuple[float, float]
 Ring = tuple[Point, ...]
-RGB = tuple[int, int, int]
-
-#: What a GUI draws an annotation without a class in (QuPath's default annotation red).
-UNCLASSIFIED_COLOUR: RGB = (255, 0, 0)
 
 #: The ``what`` of ``AnnotationSet.changed``: which part of an annotation changed.
 GEOMETRY = "geometry"
 CLASS = "class"
 NOTE = "note"
 NAME = "name"
-
-MAX_CLASS_NAME_CHARS = 200
 
 
 class AnnotationKind(StrEnum):
@@ -97,115 +135,6 @@ _MIN_POINTS = {
 }
 
 
-def as_rgb(colour: Iterable[int]) -> RGB:
-    """``colour`` as an RGB triple; :class:`ValueError` unless three integers 0-255."""
-    values = tuple(colour)
-    if len(values) != 3 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values
-    ):
-        raise ValueError(f"a colour is three integers 0-255, not {values!r}")
-    return (values[0], values[1], values[2])
-
-
-@dataclass(frozen=True)
-class AnnotationClass:
-    """A class annotations can carry: a name (unique in a palette) and an RGB colour."""
-
-    name: str
-    colour: RGB
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError("a class needs a non-empty name")
-        if len(self.name) > MAX_CLASS_NAME_CHARS:
-            raise ValueError(f"a class name is at most {MAX_CLASS_NAME_CHARS} characters")
-        object.__setattr__(self, "colour", as_rgb(self.colour))
-
-
-#: The classes a new palette starts with (QuPath's default colours).
-DEFAULT_CLASSES: tuple[AnnotationClass, ...] = (
-    AnnotationClass("Tumour", (200, 0, 0)),
-    AnnotationClass("Stroma", (150, 200, 150)),
-    AnnotationClass("Immune cells", (160, 90, 160)),
-    AnnotationClass("Necrosis", (50, 50, 50)),
-    AnnotationClass("Other", (255, 200, 0)),
-)
-
-
-class ClassPalette:
-    """The classes offered for annotations, in menu order; names are unique.
-
-    ``changed`` fires after any change.  An :class:`AnnotationSet` keeps every class its
-    annotations use in its palette.
-    """
-
-    changed = Signal()
-
-    def __init__(self, classes: Iterable[AnnotationClass] = DEFAULT_CLASSES) -> None:
-        self._classes: dict[str, AnnotationClass] = {}
-        for cls in classes:
-            self._classes[cls.name] = cls
-
-    def __repr__(self) -> str:
-        return f"ClassPalette({list(self._classes.values())!r})"
-
-    def __iter__(self) -> Iterator[AnnotationClass]:
-        return iter(list(self._classes.values()))
-
-    def __len__(self) -> int:
-        return len(self._classes)
-
-    def __contains__(self, name: object) -> bool:
-        if isinstance(name, AnnotationClass):
-            return self._classes.get(name.name) == name
-        return name in self._classes
-
-    def get(self, name: str) -> AnnotationClass | None:
-        return self._classes.get(name)
-
-    def names(self) -> list[str]:
-        return list(self._classes)
-
-    def add(self, cls: AnnotationClass) -> None:
-        """Add a new class (re-adding an identical one does nothing).
-
-        :class:`ValueError` if a class of that name exists with another colour: recolour
-        with ``AnnotationSet.recolour_class`` so annotations follow (and undo works).
-        """
-        existing = self._classes.get(cls.name)
-        if existing == cls:
-            return
-        if existing is not None:
-            raise ValueError(f"class {cls.name!r} already exists with colour {existing.colour}")
-        self._classes[cls.name] = cls
-        self.changed.emit()
-
-    def set_colour(self, name: str, colour: Iterable[int]) -> AnnotationClass:
-        """Give an existing class a new colour in the palette only (annotations keep
-        theirs; ``AnnotationSet.recolour_class`` does both).  :class:`KeyError` if absent."""
-        if name not in self._classes:
-            raise KeyError(name)
-        cls = AnnotationClass(name, as_rgb(colour))
-        if self._classes[name] != cls:
-            self._classes[name] = cls
-            self.changed.emit()
-        return cls
-
-    def ensure(self, cls: AnnotationClass) -> AnnotationClass:
-        """The palette's class of ``cls.name``, adding ``cls`` if the name is new."""
-        existing = self._classes.get(cls.name)
-        if existing is not None:
-            return existing
-        self._classes[cls.name] = cls
-        self.changed.emit()
-        return cls
-
-    def remove(self, name: str) -> None:
-        """Drop a class from the menu (annotations that carry it keep it)."""
-        if self._classes.pop(name, None) is not None:
-            self.changed.emit()
-
-
 def new_id() -> str:
     """A fresh annotation id: a random UUID in its canonical text form (QuPath's too)."""
     return str(uuid.uuid4())
@@ -237,6 +166,33 @@ def _ring(points: Iterable[Sequence[float]]) -> Ring:
     if len(ring) > 1 and ring[0] == ring[-1]:
         ring = ring[:-1]  # accept closed rings (GeoJSON's convention); store them open
     return ring
+
+
+def _normalised_geometry(
+    kind: AnnotationKind,
+    l0_points: Iterable[Sequence[float]],
+    l0_holes: Iterable[Iterable[Sequence[float]]],
+) -> tuple[tuple[Point, ...], tuple[Ring, ...]]:
+    """An annotation's points and holes, validated and normalised for ``kind`` (see
+    :class:`Annotation`); :class:`ValueError` when they do not make a ``kind``."""
+    if kind.is_area and kind not in (AnnotationKind.RECTANGLE, AnnotationKind.ELLIPSE):
+        points = _ring(l0_points)
+    else:
+        points = _points(l0_points)
+    if kind.is_box:
+        if len(points) != 2:
+            raise ValueError(f"a {kind} is given by 2 corners, not {len(points)} points")
+        (ax, ay), (bx, by) = points
+        points = ((min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by)))
+    elif len(points) < kind.min_points:
+        raise ValueError(f"a {kind} needs at least {kind.min_points} points, not {len(points)}")
+    holes = tuple(_ring(h) for h in l0_holes)
+    if holes and kind not in (AnnotationKind.POLYGON, AnnotationKind.FREEHAND):
+        raise ValueError(f"a {kind} cannot have holes")
+    for hole in holes:
+        if len(hole) < 3:
+            raise ValueError(f"a hole needs at least 3 vertices, not {len(hole)}")
+    return points, holes
 
 
 @dataclass(frozen=True)
@@ -276,24 +232,8 @@ class Annotation:
     def __post_init__(self) -> None:
         kind = AnnotationKind(self.kind)
         object.__setattr__(self, "kind", kind)
-        if kind.is_area and kind not in (AnnotationKind.RECTANGLE, AnnotationKind.ELLIPSE):
-            points = _ring(self.l0_points)
-        else:
-            points = _points(self.l0_points)
-        if kind.is_box:
-            if len(points) != 2:
-                raise ValueError(f"a {kind} is given by 2 corners, not {len(points)} points")
-            (ax, ay), (bx, by) = points
-            points = ((min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by)))
-        elif len(points) < kind.min_points:
-            raise ValueError(f"a {kind} needs at least {kind.min_points} points, not {len(points)}")
+        points, holes = _normalised_geometry(kind, self.l0_points, self.l0_holes)
         object.__setattr__(self, "l0_points", points)
-        holes = tuple(_ring(h) for h in self.l0_holes)
-        if holes and kind not in (AnnotationKind.POLYGON, AnnotationKind.FREEHAND):
-            raise ValueError(f"a {kind} cannot have holes")
-        for hole in holes:
-            if len(hole) < 3:
-                raise ValueError(f"a hole needs at least 3 vertices, not {len(hole)}")
         object.__setattr__(self, "l0_holes", holes)
         if self.classification is not None and not isinstance(self.classification, AnnotationClass):
             raise TypeError("classification must be an AnnotationClass or None")
@@ -374,7 +314,7 @@ class Annotation:
     @cached_property
     def l0_bounds(self) -> tuple[float, float, float, float]:
         """``(x0, y0, x1, y1)``: the bounding box."""
-        pts = geo.as_array(self.l0_points)
+        pts = as_array(self.l0_points)
         x0, y0 = pts.min(axis=0)
         x1, y1 = pts.max(axis=0)
         return float(x0), float(y0), float(x1), float(y1)
@@ -383,10 +323,10 @@ class Annotation:
     def _arrays(self) -> tuple[np.ndarray, ...]:
         """Rings as arrays: area kinds exterior then holes (an ellipse as a polygon)."""
         if self.kind is AnnotationKind.RECTANGLE:
-            return (geo.as_array(self.box_corners()),)
+            return (as_array(self.box_corners()),)
         if self.kind is AnnotationKind.ELLIPSE:
-            return (geo.as_array(geo.ellipse_ring(*self.l0_bounds)),)
-        return (geo.as_array(self.l0_points), *(geo.as_array(h) for h in self.l0_holes))
+            return (as_array(ellipse_ring(*self.l0_bounds)),)
+        return (as_array(self.l0_points), *(as_array(h) for h in self.l0_holes))
 
     def box_corners(self) -> tuple[Point, Point, Point, Point]:
         """A box kind's corners: top-left, top-right, bottom-right, bottom-left."""
@@ -401,7 +341,7 @@ class Annotation:
         if self.kind is AnnotationKind.RECTANGLE:
             return (self.box_corners(),)
         if self.kind is AnnotationKind.ELLIPSE:
-            return (geo.ellipse_ring(*self.l0_bounds),)
+            return (ellipse_ring(*self.l0_bounds),)
         return (self.l0_points, *self.l0_holes)
 
     @cached_property
@@ -412,11 +352,11 @@ class Annotation:
             return (x1 - x0) * (y1 - y0)
         if self.kind is AnnotationKind.ELLIPSE:
             x0, y0, x1, y1 = self.l0_bounds
-            return geo.ellipse_area((x1 - x0) / 2.0, (y1 - y0) / 2.0)
+            return ellipse_area((x1 - x0) / 2.0, (y1 - y0) / 2.0)
         if not self.kind.is_area:
             return 0.0
         exterior, *holes = self._arrays
-        return max(0.0, geo.ring_area(exterior) - sum(geo.ring_area(h) for h in holes))
+        return max(0.0, ring_area(exterior) - sum(ring_area(h) for h in holes))
 
     @cached_property
     def l0_length(self) -> float:
@@ -426,12 +366,12 @@ class Annotation:
             return 2.0 * ((x1 - x0) + (y1 - y0))
         if self.kind is AnnotationKind.ELLIPSE:
             x0, y0, x1, y1 = self.l0_bounds
-            return geo.ellipse_perimeter((x1 - x0) / 2.0, (y1 - y0) / 2.0)
+            return ellipse_perimeter((x1 - x0) / 2.0, (y1 - y0) / 2.0)
         if self.kind is AnnotationKind.RULER:
-            return geo.polyline_length(self._arrays[0])
+            return polyline_length(self._arrays[0])
         if self.kind is AnnotationKind.POINT:
             return 0.0
-        return sum(geo.polyline_length(ring, closed=True) for ring in self._arrays)
+        return sum(polyline_length(ring, closed=True) for ring in self._arrays)
 
     # -- hit testing -----------------------------------------------------------------
 
@@ -445,18 +385,18 @@ class Annotation:
         if self.kind is AnnotationKind.RECTANGLE:
             return True
         if self.kind is AnnotationKind.ELLIPSE:
-            return geo.point_in_ellipse(l0_x, l0_y, x0, y0, x1, y1)
+            return point_in_ellipse(l0_x, l0_y, x0, y0, x1, y1)
         exterior, *holes = self._arrays
-        return geo.point_in_ring(l0_x, l0_y, exterior) and not any(
-            geo.point_in_ring(l0_x, l0_y, h) for h in holes
+        return point_in_ring(l0_x, l0_y, exterior) and not any(
+            point_in_ring(l0_x, l0_y, h) for h in holes
         )
 
     def distance_to_outline(self, l0_x: float, l0_y: float) -> float:
         """Distance to the nearest edge (areas, rulers) or point (points)."""
         if self.kind is AnnotationKind.POINT:
-            return float(geo.distance_to_points(l0_x, l0_y, self._arrays[0]).min())
+            return float(distance_to_points(l0_x, l0_y, self._arrays[0]).min())
         closed = self.kind.is_area
-        return min(geo.distance_to_polyline(l0_x, l0_y, r, closed=closed) for r in self._arrays)
+        return min(distance_to_polyline(l0_x, l0_y, r, closed=closed) for r in self._arrays)
 
     def hit(self, l0_x: float, l0_y: float, l0_tolerance: float = 0.0) -> bool:
         """Inside the area, or within ``l0_tolerance`` of its outline, line or points."""
@@ -476,7 +416,7 @@ class Annotation:
         """The handle nearest a point if it lies within ``l0_tolerance``, else ``None``."""
         best: VertexHit | None = None
         for r, ring in enumerate(self.handles()):
-            d = geo.distance_to_points(l0_x, l0_y, geo.as_array(ring))
+            d = distance_to_points(l0_x, l0_y, as_array(ring))
             i = int(np.argmin(d))
             if d[i] <= l0_tolerance and (best is None or d[i] < best.l0_distance):
                 x, y = ring[i]

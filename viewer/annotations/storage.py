@@ -50,14 +50,10 @@ from typing import Literal
 
 from inference.core.atomic_io import atomic_write_text, backup_path, remove_stale_temporaries
 from viewer.annotations.annotation_set import AnnotationSet
-from viewer.annotations.geojson import (
-    AnnotationFileError,
-    GeoJSONLimits,
-    ImportResult,
-    dumps_geojson,
-    import_geojson,
-)
-from viewer.annotations.model import DEFAULT_CLASSES, AnnotationClass, ClassPalette, as_rgb
+from viewer.annotations.classes import DEFAULT_CLASSES, AnnotationClass, ClassPalette, as_rgb
+from viewer.annotations.geojson.common import AnnotationFileError, GeoJSONLimits, ImportResult
+from viewer.annotations.geojson.reader import import_geojson
+from viewer.annotations.geojson.writer import dumps_geojson
 
 #: Limits for reading our own files: generous (several imports may add up), still bounded.
 STORE_LIMITS = GeoJSONLimits(

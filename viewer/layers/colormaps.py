@@ -1,4 +1,8 @@
-"""Colour lookup tables for heatmaps and class palettes (256 x 3 uint8)."""
+"""Colour lookup tables for heatmaps (256 x 3 uint8) and the class palette.
+
+Class colours come from :mod:`inference.core.palette`, the one palette the viewer and
+every export share; :data:`CLASS_PALETTE` and :func:`class_colour` are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,19 @@ from functools import cache
 
 import numpy as np
 
+from inference.core.palette import CLASS_PALETTE, class_colour
+
+__all__ = [
+    "CLASS_PALETTE",
+    "CONTINUOUS",
+    "apply_class_palette",
+    "apply_colormap",
+    "class_colour",
+    "lut",
+]
+
 #: Colormaps offered for probability heatmaps.
 CONTINUOUS = ("viridis", "magma", "inferno", "jet", "turbo", "gray")
-
-#: Distinct colours for classes (Okabe-Ito, readable by colour-blind viewers), in order.
-CLASS_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 114, 178),
-    (213, 94, 0),
-    (0, 158, 115),
-    (204, 121, 167),
-    (230, 159, 0),
-    (86, 180, 233),
-    (240, 228, 66),
-    (120, 120, 120),
-)
 
 
 @cache
@@ -36,11 +39,6 @@ def lut(name: str) -> np.ndarray:
         table = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
     table.setflags(write=False)
     return table
-
-
-def class_colour(index: int) -> tuple[int, int, int]:
-    """The palette colour of class ``index`` (cycling after the palette's end)."""
-    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
 
 
 def apply_colormap(
