@@ -15,7 +15,7 @@ from tests.qt.qt_helpers import TIMEOUT_MS
 from tests.qt.qt_helpers import grab as _grab
 from tests.qt.qt_helpers import open_slide_in as _open
 from tests.qt.qt_helpers import tissue_fraction as _tissue_fraction
-from viewer.qt import slide_opener
+from viewer.qt.controllers import slide_opener
 from viewer.qt.main_window import MainWindow
 
 

@@ -1,28 +1,23 @@
-"""The main window: canvas, overview, menus, toolbar, status bar, drag-and-drop."""
+"""The main window: canvas, overview, menus, toolbar, status bar, drag-and-drop.
+
+The menus and toolbar are built by :mod:`window_menus`, the status bar labels by
+:mod:`window_status`, the side panels by the controllers (see :mod:`window_docks`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import qtawesome as qta
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import (
-    QAction,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
     QImage,
-    QKeySequence,
     QResizeEvent,
     QShowEvent,
 )
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QToolBar,
-)
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
 
 from inference.core.geometry import scale_for_magnification
 from inference.slides import SlideSource
@@ -35,13 +30,15 @@ from viewer.qt.controllers.explain import ExplainController
 from viewer.qt.controllers.export import ExportController
 from viewer.qt.controllers.slide_opener import OpenedSlide, SlideOpener
 from viewer.qt.dialogs import SlidePropertiesDialog
+from viewer.qt.window_docks import tabify_docks
+from viewer.qt.window_menus import WindowMenus
+from viewer.qt.window_status import StatusLabels
 from viewer.settings import Settings, load_settings, save_settings
 
 SLIDE_FILTER = (
     "Slides and images (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif "
     "*.dcm *.png *.jpg *.jpeg *.bmp *.webp);;All files (*)"
 )
-MAGNIFICATIONS = (1.25, 5.0, 10.0, 20.0, 40.0)
 _OVERVIEW_MARGIN = 10
 
 
@@ -70,9 +67,7 @@ class MainWindow(QMainWindow):
         )
         # one tab group on the right: models, annotations, explanations; layers and
         # metrics below (tabified once, all together, or Qt leaves a stale tab bar)
-        self.tabifyDockWidget(self.analysis.models_dock, self.annotations.dock)
-        self.tabifyDockWidget(self.analysis.models_dock, self.explain.dock)
-        self.analysis.models_dock.raise_()
+        tabify_docks(self, self.analysis.models_dock, self.annotations.dock, self.explain.dock)
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -80,139 +75,28 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
         self._warmed = False
-        self._build_actions()
-        self._build_menus()
-        self._build_toolbar()
-        self._build_status_bar()
+        self.menus = WindowMenus(self, self.canvas, self.settings, self)
+        self.menus.build_menu_bar(self.analysis, self.explain, self.annotations, self.exports)
+        self.menus.build_toolbar()
+        self.status_labels = StatusLabels(self.statusBar())
         self.canvas.view_changed.connect(self._update_view_status)
         self.canvas.cursor_moved.connect(self._update_cursor_status)
-        self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
+        self.canvas.cursor_left.connect(self.status_labels.clear_cursor)
         self.canvas.cursor_left.connect(lambda: self.analysis.values_label.setText(""))
         self.canvas.installEventFilter(self)
         self._update_actions()
 
-    # -- construction -----------------------------------------------------------------
-    def _action(
-        self, text: str, slot: object, icon: str | None = None, shortcut: str | None = None
-    ) -> QAction:
-        action = QAction(text, self)
-        if icon:
-            action.setIcon(qta.icon(icon))
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-        action.triggered.connect(slot)
-        return action
+    @property
+    def cursor_label(self) -> QLabel:
+        return self.status_labels.cursor_label
 
-    def _build_actions(self) -> None:
-        self.open_action = self._action(
-            "&Open…", self.choose_and_open, "fa5s.folder-open", "Ctrl+O"
-        )
-        self.close_action = self._action("&Close slide", self.close_slide, "fa5s.times", "Ctrl+W")
-        self.properties_action = self._action(
-            "Slide &properties…", self.show_properties, "fa5s.info-circle", "Ctrl+I"
-        )
-        self.quit_action = self._action("&Quit", self.close, None, "Ctrl+Q")
-        self.fit_action = self._action(
-            "&Fit slide", lambda: self.canvas.viewport.fit(), "fa5s.expand", "0"
-        )
-        self.one_to_one_action = self._action(
-            "1:1 (one slide pixel per screen pixel)",
-            lambda: self.canvas.viewport.set_scale(1.0),
-            "fa5s.search",
-            "1",
-        )
-        self.zoom_in_action = self._action(
-            "Zoom &in", lambda: self.canvas.viewport.zoom_by(1.5625), "fa5s.search-plus", "Ctrl++"
-        )
-        self.zoom_out_action = self._action(
-            "Zoom &out", lambda: self.canvas.viewport.zoom_by(0.64), "fa5s.search-minus", "Ctrl+-"
-        )
-        self.magnification_actions = [
-            self._action(f"{mag:g}x", lambda _=False, m=mag: self.set_magnification(m))
-            for mag in MAGNIFICATIONS
-        ]
-        self.overview_action = self._action(
-            "&Overview map", self._toggle_overview, "fa5s.map", "Ctrl+M"
-        )
-        self.overview_action.setCheckable(True)
-        self.overview_action.setChecked(True)
-        self.scale_bar_action = self._action(
-            "&Scale bar", self._toggle_scale_bar, "fa5s.ruler-horizontal"
-        )
-        self.scale_bar_action.setCheckable(True)
-        self.scale_bar_action.setChecked(True)
-        self.controls_action = self._action(
-            "&Mouse and keyboard…", self.show_controls, "fa5s.keyboard", "F1"
-        )
+    @property
+    def magnification_label(self) -> QLabel:
+        return self.status_labels.magnification_label
 
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addAction(self.open_action)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addAction(self.properties_action)
-        file_menu.addSeparator()
-        self.exports.populate_menu(file_menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self.close_action)
-        file_menu.addAction(self.quit_action)
-        view_menu = bar.addMenu("&View")
-        for action in (
-            self.fit_action,
-            self.one_to_one_action,
-            self.zoom_in_action,
-            self.zoom_out_action,
-        ):
-            view_menu.addAction(action)
-        mag_menu = view_menu.addMenu("&Magnification")
-        for action in self.magnification_actions:
-            mag_menu.addAction(action)
-        view_menu.addSeparator()
-        view_menu.addAction(self.overview_action)
-        view_menu.addAction(self.scale_bar_action)
-        for action in self.analysis.view_actions():
-            view_menu.addAction(action)
-        analysis_menu = bar.addMenu("&Analysis")
-        self.analysis.populate_menu(analysis_menu)
-        analysis_menu.addSeparator()
-        self.explain.populate_menu(analysis_menu)
-        annotations_menu = bar.addMenu("A&nnotations")
-        self.annotations.populate_menu(annotations_menu)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.controls_action)
-
-    def _build_toolbar(self) -> None:
-        toolbar = QToolBar("Navigation", self)
-        toolbar.setObjectName("navigation-toolbar")
-        toolbar.setMovable(False)
-        for action in (self.open_action, self.properties_action):
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        for action in (
-            self.fit_action,
-            self.one_to_one_action,
-            self.zoom_out_action,
-            self.zoom_in_action,
-        ):
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        for action in self.magnification_actions:
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        toolbar.addAction(self.overview_action)
-        self.addToolBar(toolbar)
-
-    def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.cursor_label = QLabel()
-        self.magnification_label = QLabel()
-        self.zoom_label = QLabel()
-        for label in (self.cursor_label, self.magnification_label, self.zoom_label):
-            label.setMinimumWidth(90)
-            status.addPermanentWidget(label)
-        self.cursor_label.setMinimumWidth(330)
-        status.showMessage("Open a slide: File > Open, drag a file here, or `slidelens SLIDE`")
+    @property
+    def zoom_label(self) -> QLabel:
+        return self.status_labels.zoom_label
 
     # -- opening ----------------------------------------------------------------------
     def choose_and_open(self) -> None:
@@ -241,7 +125,7 @@ class MainWindow(QMainWindow):
         self.analysis.slide_opened(opened)
         self.canvas.set_slide(opened.source, opened.thumbnail)
         self.overview.set_thumbnail(opened.thumbnail)
-        self._place_overview()
+        self.place_overview()
         if previous is not None:
             self.bridge.release_source(previous.source)
         self.settings.add_recent(opened.path)
@@ -297,15 +181,6 @@ class MainWindow(QMainWindow):
     def source(self) -> SlideSource | None:
         return self.current.source if self.current else None
 
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        if not self.settings.recent_files:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-        for path in self.settings.recent_files:
-            action = self.recent_menu.addAction(Path(path).name)
-            action.setToolTip(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
-
     # -- view -------------------------------------------------------------------------
     def set_magnification(self, magnification: float) -> None:
         if self.current is None:
@@ -319,15 +194,10 @@ class MainWindow(QMainWindow):
             return
         self.canvas.viewport.set_scale(scale)
 
-    def _toggle_overview(self) -> None:
-        self._place_overview()
-
-    def _toggle_scale_bar(self) -> None:
-        self.canvas.show_scale_bar = self.scale_bar_action.isChecked()
-        self.canvas.update()
-
-    def _place_overview(self) -> None:
-        visible = self.overview_action.isChecked() and self.overview.has_thumbnail()
+    def place_overview(self) -> None:
+        """Show the overview map in the canvas's top right corner, if its action says so
+        and there is a thumbnail."""
+        visible = self.menus.overview_action.isChecked() and self.overview.has_thumbnail()
         self.overview.setVisible(visible)
         if visible:
             pos = QPoint(
@@ -338,51 +208,20 @@ class MainWindow(QMainWindow):
 
     def eventFilter(self, watched: object, event: object) -> bool:
         if watched is self.canvas and isinstance(event, QResizeEvent):
-            QTimer.singleShot(0, self._place_overview)
+            QTimer.singleShot(0, self.place_overview)
         return False
 
     def _update_actions(self) -> None:
-        has_slide = self.current is not None
-        for action in (
-            self.close_action,
-            self.properties_action,
-            self.fit_action,
-            self.one_to_one_action,
-            self.zoom_in_action,
-            self.zoom_out_action,
-            *self.magnification_actions,
-        ):
-            action.setEnabled(has_slide)
-        if self.current is not None:
-            info = self.current.source.info
-            can_mag = bool(info.mpp or info.objective_power)
-            for action in self.magnification_actions:
-                action.setEnabled(can_mag)
-                if not can_mag:
-                    action.setToolTip("This slide states neither pixel size nor objective power")
+        self.menus.update_enabled(self.current.source.info if self.current is not None else None)
 
     def _update_view_status(self) -> None:
-        if self.current is None:
-            self.magnification_label.setText("")
-            self.zoom_label.setText("")
-            return
-        mag = self.canvas.magnification()
-        self.magnification_label.setText(f"{mag:.1f}x" if mag is not None else "mag: n/a")
-        self.zoom_label.setText(f"zoom {self.canvas.viewport.scale * 100:.3g}%")
+        self.status_labels.show_view(self.canvas, self.current is not None)
 
     def _update_cursor_status(self, l0_x: float, l0_y: float) -> None:
         if self.current is None:
             return
-        info = self.current.source.info
-        l0_w, l0_h = info.dimensions
-        if not (0 <= l0_x < l0_w and 0 <= l0_y < l0_h):
-            self.cursor_label.setText("")
-            return
-        text = f"x {l0_x:,.0f}  y {l0_y:,.0f} px"
-        if info.mpp:
-            text += f"  ({l0_x * info.mpp:,.1f}, {l0_y * info.mpp:,.1f} µm)"
-        self.cursor_label.setText(text)
-        self.analysis.update_values(l0_x, l0_y)
+        if self.status_labels.show_cursor(self.current.source.info, l0_x, l0_y):
+            self.analysis.update_values(l0_x, l0_y)
 
     # -- dialogs ----------------------------------------------------------------------
     def show_properties(self) -> SlidePropertiesDialog | None:

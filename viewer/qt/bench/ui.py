@@ -40,7 +40,8 @@ def headless_rate(config: UiBenchConfig) -> tuple[float, int]:
     """Patches per second of the engine alone, first batch to last, and patches done."""
     import threading
 
-    from inference.engine.runner import InferenceJob, run
+    from inference.engine.job import InferenceJob
+    from inference.engine.runner import run
 
     cancel = threading.Event()
     job = InferenceJob(slide=config.slide, model=config.model, batch_size=config.batch_size)

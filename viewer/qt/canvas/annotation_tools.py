@@ -9,7 +9,7 @@ button and the keyboard always pan and zoom.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -17,10 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 
 from viewer.annotations import Annotation, AnnotationClass, AnnotationKind, AnnotationSet
-from viewer.qt.canvas.tools import CLICK_SLOP_SCR, CanvasTool
-
-if TYPE_CHECKING:
-    from viewer.qt.canvas.slide_canvas import SlideCanvas
+from viewer.qt.canvas.tools import CLICK_SLOP_SCR, CanvasTool, ToolCanvas
 
 #: How near (screen px) a click must be to pick an outline, point or handle.
 PICK_RADIUS_SCR = 6.0
@@ -38,11 +35,11 @@ class AnnotationTarget(Protocol):
     def current_class(self) -> AnnotationClass | None: ...
 
 
-def _l0(canvas: SlideCanvas, pos: QPointF) -> tuple[float, float]:
+def _l0(canvas: ToolCanvas, pos: QPointF) -> tuple[float, float]:
     return canvas.viewport.transform().scr_to_l0(pos.x(), pos.y())
 
 
-def _scr(canvas: SlideCanvas, l0_x: float, l0_y: float) -> QPointF:
+def _scr(canvas: ToolCanvas, l0_x: float, l0_y: float) -> QPointF:
     x, y = canvas.viewport.transform().l0_to_scr(l0_x, l0_y)
     return QPointF(x, y)
 
@@ -87,13 +84,13 @@ class DragShapeTool(_DrawTool):
         self._end: QPointF | None = None
         self._square = False
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         self._start = self._end = event.position()
         return True
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if self._start is None:
             return False
         self._end = event.position()
@@ -113,7 +110,7 @@ class DragShapeTool(_DrawTool):
             )
         return end
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if self._start is None or event.button() != Qt.MouseButton.LeftButton:
             return False
         self._end = event.position()
@@ -131,7 +128,7 @@ class DragShapeTool(_DrawTool):
             self._add(Annotation.rectangle(x0, y0, x1, y1, **self._meta()))
         return True
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         if self._start is None or self._end is None:
             return
         painter.save()
@@ -154,7 +151,7 @@ class DragShapeTool(_DrawTool):
             painter.drawRect(QRectF(self._start, end).normalized())
         painter.restore()
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         self._start = self._end = None
         canvas.update()
 
@@ -171,7 +168,7 @@ class PolygonTool(_DrawTool):
         self._vertices: list[tuple[float, float]] = []
         self._hover: QPointF | None = None
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         pos = event.position()
@@ -184,23 +181,23 @@ class PolygonTool(_DrawTool):
         canvas.update()
         return True
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return event.button() == Qt.MouseButton.LeftButton and bool(self._vertices)
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return bool(self._vertices)
 
-    def hover(self, canvas: SlideCanvas, event: QMouseEvent) -> None:
+    def hover(self, canvas: ToolCanvas, event: QMouseEvent) -> None:
         self._hover = event.position()
         if self._vertices:
             canvas.update()
 
-    def double_click(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def double_click(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         # the press before the double-click already added this vertex
         self._finish(canvas)
         return True
 
-    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+    def key_press(self, canvas: ToolCanvas, event: QKeyEvent) -> bool:
         key = event.key()
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._vertices:
             self._finish(canvas)
@@ -214,14 +211,14 @@ class PolygonTool(_DrawTool):
             return True
         return False
 
-    def _finish(self, canvas: SlideCanvas) -> None:
+    def _finish(self, canvas: ToolCanvas) -> None:
         vertices = _dedupe(self._vertices, 1.0 / canvas.viewport.scale)
         self._vertices = []
         canvas.update()
         if len(vertices) >= 3:
             self._add(Annotation.polygon(vertices, **self._meta()))  # type: ignore[arg-type]
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         if not self._vertices:
             return
         points = [_scr(canvas, *v) for v in self._vertices]
@@ -236,7 +233,7 @@ class PolygonTool(_DrawTool):
             painter.drawEllipse(point, 3, 3)
         painter.restore()
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         self._vertices = []
         canvas.update()
 
@@ -251,13 +248,13 @@ class FreehandTool(_DrawTool):
         super().__init__(target)
         self._stroke: list[QPointF] = []
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         self._stroke = [event.position()]
         return True
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if not self._stroke:
             return False
         pos = event.position()
@@ -266,7 +263,7 @@ class FreehandTool(_DrawTool):
             canvas.update()
         return True
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if not self._stroke or event.button() != Qt.MouseButton.LeftButton:
             return False
         stroke, self._stroke = self._stroke, []
@@ -281,7 +278,7 @@ class FreehandTool(_DrawTool):
         self._add(Annotation.freehand(vertices, **self._meta()))
         return True
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         if len(self._stroke) < 2:
             return
         painter.save()
@@ -290,7 +287,7 @@ class FreehandTool(_DrawTool):
         painter.drawPolyline(QPolygonF(self._stroke))
         painter.restore()
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         self._stroke = []
         canvas.update()
 
@@ -306,7 +303,7 @@ class PointsTool(_DrawTool):
         super().__init__(target)
         self._current: str | None = None
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         annotations = self.target.annotations
@@ -322,16 +319,16 @@ class PointsTool(_DrawTool):
             annotations.replace(grown, text="Add point")
         return True
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return event.button() == Qt.MouseButton.LeftButton
 
-    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+    def key_press(self, canvas: ToolCanvas, event: QKeyEvent) -> bool:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self._current = None
             return True
         return False
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         self._current = None
 
 
@@ -351,7 +348,7 @@ class SelectTool(CanvasTool):
         self._merge_key = ""
         self._band: tuple[QPointF, QPointF] | None = None
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         annotations = self.target.annotations
         if annotations is None or event.button() != Qt.MouseButton.LeftButton:
             return False
@@ -381,7 +378,7 @@ class SelectTool(CanvasTool):
         self._last = (l0_x, l0_y)
         return True
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         annotations = self.target.annotations
         if annotations is None:
             return False
@@ -405,7 +402,7 @@ class SelectTool(CanvasTool):
             return True
         return False
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         used = self._drag is not None or self._band is not None
@@ -423,7 +420,7 @@ class SelectTool(CanvasTool):
         self._band = None
         return used
 
-    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+    def key_press(self, canvas: ToolCanvas, event: QKeyEvent) -> bool:
         annotations = self.target.annotations
         if annotations is None:
             return False
@@ -435,7 +432,7 @@ class SelectTool(CanvasTool):
             return True
         return False
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         if self._band is None:
             return
         painter.save()
@@ -444,6 +441,28 @@ class SelectTool(CanvasTool):
         path.addRect(QRectF(*self._band).normalized())
         painter.drawPath(path)
         painter.restore()
+
+
+_DRAG_KINDS = {
+    "rectangle": AnnotationKind.RECTANGLE,
+    "ellipse": AnnotationKind.ELLIPSE,
+    "ruler": AnnotationKind.RULER,
+}
+
+
+def make_annotation_tool(target: AnnotationTarget, tool_id: str) -> CanvasTool | None:
+    """The canvas tool for a tool id of the Annotations panel's ``TOOLS`` (``None`` for
+    panning or an unknown id)."""
+    if tool_id == "select":
+        return SelectTool(target)
+    if tool_id == "polygon":
+        return PolygonTool(target)
+    if tool_id == "freehand":
+        return FreehandTool(target)
+    if tool_id == "points":
+        return PointsTool(target)
+    kind = _DRAG_KINDS.get(tool_id)
+    return DragShapeTool(target, kind) if kind is not None else None
 
 
 def _dedupe(vertices: list[tuple[float, float]], l0_eps: float) -> list[tuple[float, float]]:

@@ -4,18 +4,29 @@ click to explain, annotate).  The middle button and the keyboard always pan and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen
 
 from inference.core.geometry import Rect
-
-if TYPE_CHECKING:
-    from viewer.qt.canvas.slide_canvas import SlideCanvas
+from viewer.tiles.viewport import ViewportModel
 
 #: A drag shorter than this (screen px) is a click.
 CLICK_SLOP_SCR = 4.0
+
+
+class ToolCanvas(Protocol):
+    """What a tool needs from the canvas it works on (the slide canvas is one)."""
+
+    @property
+    def viewport(self) -> ViewportModel: ...
+
+    def update(self) -> None:
+        """Repaint (the tool's feedback changed)."""
+
+    def set_tool(self, tool: CanvasTool | None) -> None:
+        """Make ``tool`` the active tool (``None``: back to panning)."""
 
 
 class CanvasTool:
@@ -25,28 +36,28 @@ class CanvasTool:
     cursor = Qt.CursorShape.CrossCursor
     status_hint = ""
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return False
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return False
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return False
 
-    def double_click(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def double_click(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         return False
 
-    def key_press(self, canvas: SlideCanvas, event: QKeyEvent) -> bool:
+    def key_press(self, canvas: ToolCanvas, event: QKeyEvent) -> bool:
         return False
 
-    def hover(self, canvas: SlideCanvas, event: QMouseEvent) -> None:
+    def hover(self, canvas: ToolCanvas, event: QMouseEvent) -> None:
         """The mouse moved with no button held (for previews such as a polygon's next edge)."""
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         """Draw the tool's feedback over the slide and layers."""
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         """Escape was pressed or another tool was chosen."""
 
 
@@ -77,20 +88,20 @@ class RectangleTool(CanvasTool):
         self._start: QPointF | None = None
         self._end: QPointF | None = None
 
-    def press(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def press(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if event.button() != Qt.MouseButton.LeftButton:
             return False
         self._start = self._end = event.position()
         return True
 
-    def move(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def move(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if self._start is None:
             return False
         self._end = event.position()
         canvas.update()
         return True
 
-    def release(self, canvas: SlideCanvas, event: QMouseEvent) -> bool:
+    def release(self, canvas: ToolCanvas, event: QMouseEvent) -> bool:
         if self._start is None or event.button() != Qt.MouseButton.LeftButton:
             return False
         start, end = self._start, event.position()
@@ -111,7 +122,7 @@ class RectangleTool(CanvasTool):
             self._on_click(*transform.scr_to_l0(end.x(), end.y()))
         return True
 
-    def paint(self, painter: QPainter, canvas: SlideCanvas) -> None:
+    def paint(self, painter: QPainter, canvas: ToolCanvas) -> None:
         if self._start is None or self._end is None:
             return
         painter.save()
@@ -124,6 +135,6 @@ class RectangleTool(CanvasTool):
         painter.drawRect(QRectF(self._start, self._end).normalized())
         painter.restore()
 
-    def cancel(self, canvas: SlideCanvas) -> None:
+    def cancel(self, canvas: ToolCanvas) -> None:
         self._start = self._end = None
         canvas.update()

@@ -7,30 +7,20 @@ The main window tells this controller when a slide opens or closes; everything e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import qtawesome as qta
-from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (
-    QDockWidget,
-    QFileDialog,
-    QFrame,
-    QLabel,
-    QMainWindow,
-    QMenu,
-    QMessageBox,
-    QScrollArea,
-    QWidget,
-)
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox
 
 from inference.core.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
-from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
-from viewer.qt.background import BackgroundCalls
+from viewer.qt.actions import make_action
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.controllers.inference_jobs import InferenceJobs, JobSpec, Scope
+from viewer.qt.controllers.reference_layers import ReferenceLayers
 from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.messages import show_warning
@@ -38,14 +28,13 @@ from viewer.qt.panels.job_status import JobStatus
 from viewer.qt.panels.layers import LayersPanel
 from viewer.qt.panels.metrics import MetricsPanel
 from viewer.qt.panels.models import ModelsPanel
+from viewer.qt.window_docks import add_dock, tabify_docks
 
 if TYPE_CHECKING:
-    from inference.evaluation.truth import TruthMask
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
     from viewer.settings import Settings
 
-TRUTH_FILTER = "Ground truth (*.png *.tif *.tiff *.jpg *.bmp *.geojson *.json);;All files (*)"
 #: Values of at most this many visible layers are shown under the cursor.
 MAX_HOVER_LAYERS = 2
 
@@ -67,18 +56,25 @@ class AnalysisController(QObject):
         self.opened: OpenedSlide | None = None
         self.worker = InferenceWorker(self)
         self.jobs = InferenceJobs(self.worker, canvas.layers, cache_folder, self)
-        self.background = BackgroundCalls(self)
         self.last_error: str | None = None
         self._message_box: QMessageBox | None = None
 
         self.models_panel = ModelsPanel(settings.model_folders)
         self.layers_panel = LayersPanel(canvas.layers)
         self.metrics_panel = MetricsPanel(canvas.layers)
-        self.models_dock = self._dock("Models", "models-dock", self.models_panel)
-        self.layers_dock = self._dock("Layers", "layers-dock", self.layers_panel)
-        self.metrics_dock = self._dock("Metrics", "metrics-dock", self.metrics_panel)
-        window.tabifyDockWidget(self.layers_dock, self.metrics_dock)
-        self.layers_dock.raise_()
+        # scrollable, so a panel's contents never force the window to grow
+        self.models_dock, self.layers_dock, self.metrics_dock = (
+            add_dock(window, title, name, panel, scrollable=True, sides_only=True)
+            for title, name, panel in (
+                ("Models", "models-dock", self.models_panel),
+                ("Layers", "layers-dock", self.layers_panel),
+                ("Metrics", "metrics-dock", self.metrics_panel),
+            )
+        )
+        tabify_docks(window, self.layers_dock, self.metrics_dock)
+        self.references = ReferenceLayers(
+            window, canvas.layers, lambda: self.opened, self.layers_panel.select, self._warn, self
+        )
         self.job_status = JobStatus(self.jobs)
         self.values_label = QLabel()
         self.values_label.setObjectName("layer-values")
@@ -99,30 +95,11 @@ class AnalysisController(QObject):
         )
         self._build_actions()
 
-    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        dock = QDockWidget(title, self.window)
-        dock.setObjectName(name)
-        # scrollable, so a panel's contents never force the window to grow
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(widget)
-        dock.setWidget(scroll)
-        dock.setAllowedAreas(
-            Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea
-        )
-        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        return dock
-
     # -- actions ----------------------------------------------------------------------
-    def _action(self, text: str, slot: object, icon: str | None = None, key: str = "") -> QAction:
-        action = QAction(text, self.window)
-        if icon:
-            action.setIcon(qta.icon(icon))
-        if key:
-            action.setShortcut(QKeySequence(key))
-        action.triggered.connect(slot)
-        return action
+    def _action(
+        self, text: str, slot: Callable[..., object], icon: str | None = None, key: str = ""
+    ) -> QAction:
+        return make_action(self.window, text, slot, icon=icon, shortcut=key)
 
     def _build_actions(self) -> None:
         self.run_view_action = self._action(
@@ -300,72 +277,15 @@ class AnalysisController(QObject):
 
     # -- ground truth and tissue ------------------------------------------------------
     def choose_truth(self) -> None:
-        if self.opened is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(
-            self.window, "Load ground truth", str(self.opened.path.parent), TRUTH_FILTER
-        )
-        if path:
-            self.load_truth(Path(path))
+        self.references.choose_truth()
 
     def load_truth(self, path: Path) -> None:
         """Read a mask image or GeoJSON off the GUI thread and add it as an outline layer."""
-        if self.opened is None:
-            return
-        from inference.evaluation.truth import load_truth
-
-        dims = self.opened.source.info.dimensions
-        source_id = self.opened.source.info.source_id
-
-        def done(truth: TruthMask) -> None:
-            if self.opened is None or self.opened.source.info.source_id != source_id:
-                return
-            layer = MaskLayer(
-                f"Ground truth: {path.name}",
-                truth.mask,
-                truth.l0_per_px,
-                colour=(230, 30, 40),
-                opacity=0.9,
-                provenance={"kind": "truth", "source": str(path)},
-            )
-            layer.outline_only = True
-            self.canvas.layers.add(layer)
-            self.layers_panel.select(layer)
-
-        self.background.call(
-            lambda: load_truth(path, dims),
-            done,
-            lambda message: self._warn("Could not load the ground truth", message),
-            name="slidelens-truth",
-        )
+        self.references.load_truth(path)
 
     def show_tissue(self) -> None:
         """Show the tissue mask layer (computing it off the GUI thread when needed)."""
-        if self.opened is None:
-            return
-        for layer in self.canvas.layers:
-            if is_tissue_layer(layer):
-                layer.visible = True
-                self.layers_panel.select(layer)
-                return
-        from inference.engine.tissue import TissueMask, tissue_mask
-
-        source = self.opened.source
-        source_id = source.info.source_id
-
-        def done(tissue: TissueMask) -> None:
-            if self.opened is None or self.opened.source.info.source_id != source_id:
-                return
-            layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
-            self.canvas.layers.insert(0, layer)
-            self.layers_panel.select(layer)
-
-        self.background.call(
-            lambda: tissue_mask(source),
-            done,
-            lambda message: self._warn("Could not compute the tissue mask", message),
-            name="slidelens-tissue",
-        )
+        self.references.show_tissue()
 
     # -- cursor -----------------------------------------------------------------------
     def update_values(self, l0_x: float, l0_y: float) -> None:

@@ -1,56 +1,33 @@
-"""Annotations in the main window: per-slide sets loaded and saved through the
-:class:`AnnotationStore`, crash recovery, autosave, the panel, the tools and the menu.
+"""Annotations in the main window: the open slide's :class:`AnnotationSet` with its layer,
+the panel, the tools, editing commands and the menu.
 
-Saving: Ctrl+S writes the slide's annotation file atomically (with a ``.bak``); every
-change also schedules an autosave to a separate recovery file a couple of seconds
-later, so a crash loses at most that.  Opening a slide with newer recovered work asks
-whether to restore it; closing a slide or quitting with unsaved changes asks whether
-to save.
+Loading, saving, autosave, crash recovery and GeoJSON files are :mod:`annotation_files`'
+part: opening a slide with newer recovered work asks whether to restore it; closing a
+slide or quitting with unsaved changes asks whether to save.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import QMainWindow, QMenu
 
 from inference.core.geometry import Rect
-from viewer.annotations import (
-    AnnotationClass,
-    AnnotationFileError,
-    AnnotationKind,
-    AnnotationSet,
-    AnnotationStore,
-    export_geojson,
-    import_geojson,
-    load_user_palette,
-)
-from viewer.annotations.model import ClassPalette
+from viewer.annotations import AnnotationClass, AnnotationSet, AnnotationStore
 from viewer.layers.annotation_layer import AnnotationLayer
-from viewer.qt.canvas.annotation_tools import (
-    DragShapeTool,
-    FreehandTool,
-    PointsTool,
-    PolygonTool,
-    SelectTool,
-)
+from viewer.qt.actions import make_action
+from viewer.qt.canvas.annotation_tools import make_annotation_tool
 from viewer.qt.canvas.tools import CanvasTool
-from viewer.qt.messages import show_warning
+from viewer.qt.controllers.annotation_files import AnnotationFiles
 from viewer.qt.panels.annotations import TOOLS, AnnotationsPanel
+from viewer.qt.window_docks import add_dock
 
 if TYPE_CHECKING:
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
-
-log = logging.getLogger(__name__)
-
-GEOJSON_FILTER = "GeoJSON (*.geojson *.json);;All files (*)"
-#: Seconds after the last change before the recovery file is written.
-AUTOSAVE_DELAY_MS = 2000
 
 
 class AnnotationController(QObject):
@@ -68,19 +45,12 @@ class AnnotationController(QObject):
         self.store = store if store is not None else AnnotationStore()
         self._annotations: AnnotationSet | None = None
         self.layer: AnnotationLayer | None = None
-        self.last_message = ""
+        self.files = AnnotationFiles(window, self.store, lambda: self._annotations, self)
         self.panel = AnnotationsPanel()
-        self.dock = QDockWidget("Annotations", window)
-        self.dock.setObjectName("annotations-dock")
-        self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock = add_dock(window, "Annotations", "annotations-dock", self.panel)
         self.panel.tool_chosen.connect(self.choose_tool)
         self.panel.focus_requested.connect(self.focus_on)
         canvas.tool_changed.connect(self._on_tool_changed)
-        self._autosave_timer = QTimer(self)
-        self._autosave_timer.setSingleShot(True)
-        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
-        self._autosave_timer.timeout.connect(self.autosave)
         self._build_actions()
         self._update_actions()
 
@@ -107,19 +77,15 @@ class AnnotationController(QObject):
             self.tool_actions[tool_id] = tool_action
         self.tool_actions["pan"].setChecked(True)
 
-        def action(text: str, slot: object, key: str = "") -> QAction:
-            item = QAction(text, self.window)
-            if key:
-                item.setShortcut(QKeySequence(key))
-            item.triggered.connect(slot)
-            return item
-
-        self.save_action = action("&Save annotations", self.save, "Ctrl+S")
-        self.import_action = action("&Import GeoJSON…", self.choose_import)
-        self.export_action = action("&Export GeoJSON…", self.choose_export)
-        self.undo_action = action("&Undo", self.undo, "Ctrl+Z")
-        self.redo_action = action("&Redo", self.redo, "Ctrl+Shift+Z")
-        self.delete_action = action("&Delete selected", self.delete_selected, "Delete")
+        window, files = self.window, self.files
+        self.save_action = make_action(window, "&Save annotations", self.save, shortcut="Ctrl+S")
+        self.import_action = make_action(window, "&Import GeoJSON…", files.choose_import)
+        self.export_action = make_action(window, "&Export GeoJSON…", files.choose_export)
+        self.undo_action = make_action(window, "&Undo", self.undo, shortcut="Ctrl+Z")
+        self.redo_action = make_action(window, "&Redo", self.redo, shortcut="Ctrl+Shift+Z")
+        self.delete_action = make_action(
+            window, "&Delete selected", self.delete_selected, shortcut="Delete"
+        )
 
     def populate_menu(self, menu: QMenu) -> None:
         for tool_id, *_ in TOOLS:
@@ -145,27 +111,10 @@ class AnnotationController(QObject):
         self.delete_action.setEnabled(bool(annotations and annotations.selection))
 
     # -- tools ------------------------------------------------------------------------
-    def make_tool(self, tool_id: str) -> CanvasTool | None:
-        """The canvas tool for a tool id of :data:`TOOLS` (``None`` for panning)."""
-        if tool_id == "select":
-            return SelectTool(self)
-        if tool_id == "polygon":
-            return PolygonTool(self)
-        if tool_id == "freehand":
-            return FreehandTool(self)
-        if tool_id == "points":
-            return PointsTool(self)
-        kinds = {
-            "rectangle": AnnotationKind.RECTANGLE,
-            "ellipse": AnnotationKind.ELLIPSE,
-            "ruler": AnnotationKind.RULER,
-        }
-        return DragShapeTool(self, kinds[tool_id]) if tool_id in kinds else None
-
     def choose_tool(self, tool_id: str) -> None:
         if self._annotations is None and tool_id != "pan":
             return
-        tool = self.make_tool(tool_id)
+        tool = make_annotation_tool(self, tool_id)
         self.canvas.set_tool(tool)
         if tool is not None and tool.status_hint:
             self.window.statusBar().showMessage(tool.status_hint, 6000)
@@ -180,35 +129,7 @@ class AnnotationController(QObject):
     # -- slide lifecycle --------------------------------------------------------------
     def slide_opened(self, opened: OpenedSlide) -> None:
         """Load the slide's annotations (offering to recover unsaved work)."""
-        info = opened.source.info
-        palette = self._starting_palette()
-        result = self.store.open(info.source_id, info.mpp, palette=palette)
-        annotations = result.annotations
-        if result.recovery is not None:
-            answer = QMessageBox.question(
-                self.window,
-                "Recover unsaved annotations?",
-                f"SlideLens found annotation work on {opened.path.name} that was not saved "
-                f"(autosaved {result.recovery.saved_at}), probably from a session that "
-                "ended unexpectedly.\n\nRestore it?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.Yes,
-            )
-            if answer == QMessageBox.StandardButton.Yes:
-                annotations = self.store.recover(info.source_id, info.mpp, palette=palette)
-            else:
-                self.store.discard_recovery(info.source_id)
-        for message in result.messages:
-            self._tell(message)
-        self._install(annotations)
-
-    def _starting_palette(self) -> ClassPalette:
-        try:
-            classes = load_user_palette()
-        except AnnotationFileError as exc:
-            self._tell(str(exc))
-            classes = []
-        return ClassPalette(classes) if classes else ClassPalette()
+        self._install(self.files.load(opened))
 
     def _install(self, annotations: AnnotationSet | None) -> None:
         if self.layer is not None:
@@ -229,7 +150,7 @@ class AnnotationController(QObject):
         self._update_actions()
 
     def slide_closed(self) -> None:
-        self._autosave_timer.stop()
+        self.files.stop_autosave()
         if self.canvas.tool is not None and getattr(self.canvas.tool, "target", None) is self:
             self.canvas.set_tool(None)
         self._install(None)
@@ -237,60 +158,34 @@ class AnnotationController(QObject):
     def confirm_close(self, slide_name: str = "this slide") -> bool:
         """Before the slide goes away: ask to save unsaved changes.  ``False``: the
         user cancelled and the slide must stay."""
-        annotations = self._annotations
-        if annotations is None or not annotations.dirty:
-            return True
-        answer = QMessageBox.question(
-            self.window,
-            "Unsaved annotations",
-            f"The annotations on {slide_name} have unsaved changes. Save them?",
-            QMessageBox.StandardButton.Save
-            | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save,
-        )
-        if answer == QMessageBox.StandardButton.Cancel:
-            return False
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        self._autosave_timer.stop()
-        self.store.discard_recovery(annotations.source_id)
-        return True
+        return self.files.confirm_close(slide_name)
 
-    # -- saving -----------------------------------------------------------------------
     def _on_history(self) -> None:
         self._update_actions()
-        if self._annotations is not None and self._annotations.dirty:
-            self._autosave_timer.start()
+        self.files.changed()
 
     def _on_selection(self, *_: object) -> None:
         self._update_actions()
 
+    # -- files ------------------------------------------------------------------------
+    @property
+    def last_message(self) -> str:
+        """The last thing said about loading, saving, importing or exporting."""
+        return self.files.last_message
+
     def autosave(self) -> None:
-        if self._annotations is None:
-            return
-        try:
-            self.store.autosave(self._annotations)
-        except OSError as exc:
-            self._tell(f"Autosave of annotations failed: {exc}")
+        self.files.autosave()
 
     def save(self) -> bool:
         """Save now (atomically, keeping a backup).  Returns whether it worked."""
-        if self._annotations is None:
-            return True
-        try:
-            path = self.store.save(self._annotations)
-        except (OSError, AnnotationFileError) as exc:
-            show_warning(
-                self.window,
-                "Annotations not saved",
-                f"Could not save the annotations: {exc}\n\nYour work is still open; free "
-                "some disk space or fix the folder's permissions and save again.",
-            )
-            return False
-        self._autosave_timer.stop()
-        self._tell(f"Annotations saved to {path}")
-        return True
+        return self.files.save()
+
+    def import_file(self, path: Path) -> int:
+        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many."""
+        return self.files.import_file(path)
+
+    def export_file(self, path: Path) -> bool:
+        return self.files.export_file(path)
 
     # -- editing ----------------------------------------------------------------------
     def undo(self) -> None:
@@ -320,50 +215,3 @@ class AnnotationController(QObject):
         if (x1 - x0) > 0.9 * view.w or (y1 - y0) > 0.9 * view.h:
             viewport.set_scale(0.8 * min(scr_w / max(1.0, x1 - x0), scr_h / max(1.0, y1 - y0)))
         viewport.center_on((x0 + x1) / 2, (y0 + y1) / 2)
-
-    # -- GeoJSON ----------------------------------------------------------------------
-    def choose_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self.window, "Import annotations (GeoJSON)", "", GEOJSON_FILTER
-        )
-        if path:
-            self.import_file(Path(path))
-
-    def import_file(self, path: Path) -> int:
-        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many."""
-        if self._annotations is None:
-            return 0
-        try:
-            result = import_geojson(path)
-        except AnnotationFileError as exc:
-            show_warning(self.window, "Cannot import annotations", str(exc))
-            self.last_message = str(exc)
-            return 0
-        added = list(result.annotations)
-        self._annotations.add_many(added, text=f"Import {path.name}", renew_duplicate_ids=True)
-        self._tell(result.summary())
-        return len(added)
-
-    def choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self.window, "Export annotations (GeoJSON)", "annotations.geojson", GEOJSON_FILTER
-        )
-        if path:
-            self.export_file(Path(path))
-
-    def export_file(self, path: Path) -> bool:
-        if self._annotations is None:
-            return False
-        try:
-            export_geojson(path, self._annotations.annotations(), palette=self._annotations.palette)
-        except (OSError, AnnotationFileError) as exc:
-            show_warning(self.window, "Cannot export annotations", f"{path}: {exc}")
-            self.last_message = str(exc)
-            return False
-        self._tell(f"Exported {len(self._annotations)} annotations to {path}")
-        return True
-
-    def _tell(self, message: str) -> None:
-        self.last_message = message
-        log.info("%s", message)
-        self.window.statusBar().showMessage(message, 8000)

@@ -10,88 +10,35 @@ when pinned.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+from PySide6.QtWidgets import QMainWindow, QMenu
 
 from inference.core.geometry import Rect
-from viewer.layers.cam_raster import CamRaster
-from viewer.layers.colormaps import apply_colormap
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.qt.canvas.tools import RectangleTool
+from viewer.qt.controllers.explain_tasks import (
+    CamProgress,
+    CamTask,
+    ExplainOutcome,
+    ModelInfo,
+    cam_layer,
+    cam_task,
+    model_info_task,
+)
 from viewer.qt.controllers.inference_jobs import ModelPool
 from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_worker import PRIORITY_EXPLAIN, InferenceWorker
-from viewer.qt.panels.explain import PREVIEW_PX, ExplainPanel, describe_cam
+from viewer.qt.panels.explain import ExplainPanel, describe_cam
+from viewer.qt.window_docks import add_dock
 
 if TYPE_CHECKING:
-    from inference.explain.service import CamResult, MethodInfo
-    from inference.slides import SlideSource
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
     from viewer.qt.panels.models import ModelsPanel
-
-#: Colormap of CAM previews and pinned CAM layers.
-CAM_COLORMAP = "jet"
-
-
-@dataclass(frozen=True)
-class _ModelInfo:
-    folder: Path
-    class_names: tuple[str, ...]
-    task: str
-    methods: list[MethodInfo]
-    layers: list[str]
-    default_layer: str | None
-
-
-@dataclass(frozen=True)
-class _Progress:
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
-class ExplainOutcome:
-    """A finished explanation as the GUI gets it."""
-
-    cam: CamResult
-    patch_rgb: np.ndarray
-    overlay_rgb: np.ndarray
-    where: str
-    slot: int
-
-
-def cam_preview(source: SlideSource, cam: CamResult) -> tuple[np.ndarray, np.ndarray]:
-    """The explained area's pixels and the CAM over them (jet, half opacity), at most
-    :data:`PREVIEW_PX` on the longer side.  Runs on the worker thread."""
-    rect = cam.l0_rect
-    info = source.info
-    scale = max(rect.w, rect.h) / PREVIEW_PX
-    level = max(
-        (i for i, d in enumerate(info.level_downsamples) if d <= max(1.0, scale)), default=0
-    )
-    downsample = info.level_downsamples[level]
-    lv_x, lv_y = round(rect.x / downsample), round(rect.y / downsample)
-    lv_w = max(1, round(rect.w / downsample))
-    lv_h = max(1, round(rect.h / downsample))
-    rgb = source.read_region(level, lv_x, lv_y, lv_w, lv_h)
-    out_w = max(1, round(rect.w / max(scale, 1e-9)))
-    out_h = max(1, round(rect.h / max(scale, 1e-9)))
-    patch = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    values = cv2.resize(cam.normalised(), (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    colour = apply_colormap(values, CAM_COLORMAP, 0.0, 1.0)
-    alpha = (colour[..., 3:4] / 255.0) * 0.5
-    overlay = (patch * (1 - alpha) + colour[..., :3] * alpha).round().astype(np.uint8)
-    return patch, overlay
 
 
 class ExplainController(QObject):
@@ -120,16 +67,13 @@ class ExplainController(QObject):
         self.models_panel = models_panel
         self.opened: OpenedSlide | None = None
         self.ask_mpp = ask_slide_mpp
-        self.info: _ModelInfo | None = None
+        self.info: ModelInfo | None = None
         self.outcomes: dict[int, ExplainOutcome] = {}
         self.last_error: str | None = None
         self._tasks: dict[int, str] = {}  # task id -> "info" | "cam:<slot>"
         self._pinned: list[HeatmapLayer] = []
         self.panel = ExplainPanel()
-        self.dock = QDockWidget("Explain", window)
-        self.dock.setObjectName("explain-dock")
-        self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock = add_dock(window, "Explain", "explain-dock", self.panel)
         self.panel.tool_toggled.connect(self._tool_toggled)
         self.panel.model_chosen.connect(self._load_info_if_shown)
         self.panel.cancel_requested.connect(self.cancel)
@@ -188,28 +132,8 @@ class ExplainController(QObject):
         """Ask the worker which methods, classes and layers the model has."""
         if not folder:
             return
-        folder = Path(str(folder))
-        pool = self.pool
-        device = self.models_panel.device
-
-        def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
-            from inference.engine.runner import resolve_device
-            from inference.explain.service import available_methods, candidate_layers
-
-            model = pool.get(folder, resolve_device(device), trust=False)
-            default = model.cam_target_layer
-            emit(
-                _ModelInfo(
-                    folder=folder,
-                    class_names=tuple(model.card.class_names),
-                    task=model.card.task,
-                    methods=available_methods(model),
-                    layers=candidate_layers(model),
-                    default_layer=default,
-                )
-            )
-
-        task_id = self.worker.submit(body, priority=PRIORITY_EXPLAIN, label="model details")
+        task = model_info_task(self.pool, Path(str(folder)), self.models_panel.device)
+        task_id = self.worker.submit(task, priority=PRIORITY_EXPLAIN, label="model details")
         self._tasks[task_id] = "info"
 
     # -- slide and tool ---------------------------------------------------------------
@@ -286,11 +210,9 @@ class ExplainController(QObject):
         region: Rect | None,
     ) -> int:
         assert self.opened is not None
-        from inference.explain.service import CamRequest
+        from inference.explain.requests import CamRequest
 
         source = self.opened.source
-        pool = self.pool
-        device = self.models_panel.device
         request = CamRequest(method=method, target=self.panel.target, layer=self.panel.layer)
         where = (
             f"patch at ({point[0]:,.0f}, {point[1]:,.0f})"
@@ -302,47 +224,20 @@ class ExplainController(QObject):
             mpp_override = self.ask_mpp(self.window, source.info)
             if mpp_override is None:
                 return -1
-
-        def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
-            from inference.engine.runner import resolve_device
-            from inference.explain.service import explain_patch, explain_region
-
-            model = pool.get(folder, resolve_device(device), trust=False)
-
-            def progress(done: int, total: int) -> None:
-                emit(_Progress(done, total))
-
-            from inference.explain.service import ExplainCancelled
-
-            try:
-                if point is not None:
-                    cam = explain_patch(
-                        source,
-                        model,
-                        point[0],
-                        point[1],
-                        request,
-                        mpp=mpp_override,
-                        progress=progress,
-                        cancel=cancel,
-                    )
-                else:
-                    assert region is not None
-                    cam = explain_region(
-                        source,
-                        model,
-                        region,
-                        request,
-                        mpp=mpp_override,
-                        progress=progress,
-                        cancel=cancel,
-                    )
-            except ExplainCancelled:
-                return  # the worker reports the task as cancelled
-            patch, overlay = cam_preview(source, cam)
-            emit(ExplainOutcome(cam, patch, overlay, where, slot))
-
-        task_id = self.worker.submit(body, priority=PRIORITY_EXPLAIN, label=f"explain ({method})")
+        task = CamTask(
+            source=source,
+            folder=folder,
+            device=self.models_panel.device,
+            request=request,
+            point=point,
+            region=region,
+            mpp_override=mpp_override,
+            where=where,
+            slot=slot,
+        )
+        task_id = self.worker.submit(
+            cam_task(self.pool, task), priority=PRIORITY_EXPLAIN, label=f"explain ({method})"
+        )
         self._tasks[task_id] = f"cam:{slot}"
         return task_id
 
@@ -357,12 +252,12 @@ class ExplainController(QObject):
         kind = self._tasks.get(task_id)
         if kind is None:
             return
-        if isinstance(payload, _ModelInfo):
+        if isinstance(payload, ModelInfo):
             self.info = payload
             self.panel.set_methods(payload.methods)
             self.panel.set_classes(payload.class_names)
             self.panel.set_layers(payload.layers, payload.default_layer)
-        elif isinstance(payload, _Progress):
+        elif isinstance(payload, CamProgress):
             self.panel.show_progress(payload.done, payload.total, "Explaining")
         elif isinstance(payload, ExplainOutcome):
             self.outcomes[payload.slot] = payload
@@ -404,19 +299,7 @@ class ExplainController(QObject):
         outcome = self.outcomes.get(slot)
         if outcome is None:
             return None
-        cam = outcome.cam
-        method = str(cam.provenance.get("method_label", "CAM"))
-        label = f"{cam.class_name} ({method})"
-        provenance: dict[str, Any] = {**cam.provenance, "kind": "cam", "where": outcome.where}
-        layer = HeatmapLayer(
-            f"{method} · {cam.class_name} · {outcome.where}",
-            CamRaster(cam, label),
-            colormap=CAM_COLORMAP,
-            opacity=0.55,
-            value_label="relevance",
-            provenance=provenance,
-        )
-        layer.interpolation = "smooth"
+        layer = cam_layer(outcome)
         self.canvas.layers.add(layer)
         self._pinned.append(layer)
         return layer

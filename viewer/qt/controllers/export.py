@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from inference.core.geometry import Rect
 from viewer.export.figure import ExportResult, region_compositor, view_compositor, write_figure
 from viewer.export.scene import ExportError, FigureOptions
+from viewer.qt.actions import make_action
 from viewer.qt.background import BackgroundCalls
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.messages import show_warning
@@ -158,19 +159,16 @@ class ExportController(QObject):
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(200)
         self._progress_timer.timeout.connect(self._show_progress)
-        self.export_view_action = self._action(
-            "Export &view as figure…", self.export_view, "Ctrl+E"
+        self.export_view_action = make_action(
+            window, "Export &view as figure…", self.export_view, shortcut="Ctrl+E"
         )
-        self.export_region_action = self._action("Export &region as figure…", self.export_region)
-        self.copy_action = self._action("&Copy view to clipboard", self.copy_view, "Ctrl+Shift+C")
+        self.export_region_action = make_action(
+            window, "Export &region as figure…", self.export_region
+        )
+        self.copy_action = make_action(
+            window, "&Copy view to clipboard", self.copy_view, shortcut="Ctrl+Shift+C"
+        )
         self.set_slide(None)
-
-    def _action(self, text: str, slot: object, key: str = "") -> QAction:
-        action = QAction(text, self.window)
-        if key:
-            action.setShortcut(QKeySequence(key))
-        action.triggered.connect(slot)
-        return action
 
     def populate_menu(self, menu: QMenu) -> None:
         for action in (self.export_view_action, self.export_region_action, self.copy_action):

@@ -32,8 +32,8 @@ from viewer.qt.inference_worker import (
 )
 
 if TYPE_CHECKING:
+    from inference.engine.job import BatchResult
     from inference.engine.patches import PatchGrid
-    from inference.engine.runner import BatchResult
     from inference.engine.tissue import TissueMask
     from inference.models import LoadedModel
     from inference.results.store import InferenceResult
@@ -192,7 +192,10 @@ def run_job_body(
     """The worker-thread side of a job (see the module docstring).  Emits, in order:
     ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``BatchResult``s.
     ``between_batches`` runs after each batch (the worker's urgent tasks)."""
-    from inference.engine.runner import InferenceJob, prepare, resolve_device, run_prepared
+    from inference.engine.device import resolve_device
+    from inference.engine.job import InferenceJob
+    from inference.engine.prepare import prepare
+    from inference.engine.runner import run_prepared
     from inference.models import UntrustedModelError
     from inference.results.store import ResultCache, new_result
 

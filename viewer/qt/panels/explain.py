@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from inference.explain.service import MethodInfo
+    from inference.explain.requests import MethodInfo
 
 #: Shown before the worker has said which methods a model supports.
 DEFAULT_METHODS: tuple[tuple[str, str], ...] = (

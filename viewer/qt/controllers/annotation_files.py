@@ -1,0 +1,207 @@
+"""Where the open slide's annotations are kept: loading them through the
+:class:`AnnotationStore` (offering to recover unsaved work), saving, autosave, the
+save-before-closing question, and GeoJSON import and export.
+
+Saving: Ctrl+S writes the slide's annotation file atomically (with a ``.bak``); every
+change also schedules an autosave to a separate recovery file a couple of seconds
+later, so a crash loses at most that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+
+from viewer.annotations import (
+    AnnotationFileError,
+    AnnotationSet,
+    AnnotationStore,
+    ClassPalette,
+    export_geojson,
+    import_geojson,
+    load_user_palette,
+)
+from viewer.qt.messages import show_warning
+
+if TYPE_CHECKING:
+    from viewer.qt.controllers.slide_opener import OpenedSlide
+
+log = logging.getLogger(__name__)
+
+GEOJSON_FILTER = "GeoJSON (*.geojson *.json);;All files (*)"
+#: Seconds after the last change before the recovery file is written.
+AUTOSAVE_DELAY_MS = 2000
+
+
+class AnnotationFiles(QObject):
+    """Loads, saves, autosaves, imports and exports the annotations of the open slide.
+
+    ``current()`` is the open slide's :class:`AnnotationSet` (``None`` without one).
+    ``last_message`` is the last thing said in the status bar or a warning.
+    """
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        store: AnnotationStore,
+        current: Callable[[], AnnotationSet | None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.window = window
+        self.store = store
+        self._current = current
+        self.last_message = ""
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave)
+
+    # -- opening and closing ----------------------------------------------------------
+    def load(self, opened: OpenedSlide) -> AnnotationSet | None:
+        """The slide's annotations (offering to restore recovered unsaved work)."""
+        info = opened.source.info
+        palette = self._starting_palette()
+        result = self.store.open(info.source_id, info.mpp, palette=palette)
+        annotations = result.annotations
+        if result.recovery is not None:
+            answer = QMessageBox.question(
+                self.window,
+                "Recover unsaved annotations?",
+                f"SlideLens found annotation work on {opened.path.name} that was not saved "
+                f"(autosaved {result.recovery.saved_at}), probably from a session that "
+                "ended unexpectedly.\n\nRestore it?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.Yes,
+            )
+            if answer == QMessageBox.StandardButton.Yes:
+                annotations = self.store.recover(info.source_id, info.mpp, palette=palette)
+            else:
+                self.store.discard_recovery(info.source_id)
+        for message in result.messages:
+            self.tell(message)
+        return annotations
+
+    def _starting_palette(self) -> ClassPalette:
+        try:
+            classes = load_user_palette()
+        except AnnotationFileError as exc:
+            self.tell(str(exc))
+            classes = []
+        return ClassPalette(classes) if classes else ClassPalette()
+
+    def confirm_close(self, slide_name: str = "this slide") -> bool:
+        """Before the slide goes away: ask to save unsaved changes.  ``False``: the
+        user cancelled and the slide must stay."""
+        annotations = self._current()
+        if annotations is None or not annotations.dirty:
+            return True
+        answer = QMessageBox.question(
+            self.window,
+            "Unsaved annotations",
+            f"The annotations on {slide_name} have unsaved changes. Save them?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        self._autosave_timer.stop()
+        self.store.discard_recovery(annotations.source_id)
+        return True
+
+    # -- saving -----------------------------------------------------------------------
+    def changed(self) -> None:
+        """The annotations changed: autosave them soon if they are unsaved."""
+        annotations = self._current()
+        if annotations is not None and annotations.dirty:
+            self._autosave_timer.start()
+
+    def stop_autosave(self) -> None:
+        self._autosave_timer.stop()
+
+    def autosave(self) -> None:
+        annotations = self._current()
+        if annotations is None:
+            return
+        try:
+            self.store.autosave(annotations)
+        except OSError as exc:
+            self.tell(f"Autosave of annotations failed: {exc}")
+
+    def save(self) -> bool:
+        """Save now (atomically, keeping a backup).  Returns whether it worked."""
+        annotations = self._current()
+        if annotations is None:
+            return True
+        try:
+            path = self.store.save(annotations)
+        except (OSError, AnnotationFileError) as exc:
+            show_warning(
+                self.window,
+                "Annotations not saved",
+                f"Could not save the annotations: {exc}\n\nYour work is still open; free "
+                "some disk space or fix the folder's permissions and save again.",
+            )
+            return False
+        self._autosave_timer.stop()
+        self.tell(f"Annotations saved to {path}")
+        return True
+
+    # -- GeoJSON ----------------------------------------------------------------------
+    def choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Import annotations (GeoJSON)", "", GEOJSON_FILTER
+        )
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path) -> int:
+        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many."""
+        annotations = self._current()
+        if annotations is None:
+            return 0
+        try:
+            result = import_geojson(path)
+        except AnnotationFileError as exc:
+            show_warning(self.window, "Cannot import annotations", str(exc))
+            self.last_message = str(exc)
+            return 0
+        added = list(result.annotations)
+        annotations.add_many(added, text=f"Import {path.name}", renew_duplicate_ids=True)
+        self.tell(result.summary())
+        return len(added)
+
+    def choose_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, "Export annotations (GeoJSON)", "annotations.geojson", GEOJSON_FILTER
+        )
+        if path:
+            self.export_file(Path(path))
+
+    def export_file(self, path: Path) -> bool:
+        annotations = self._current()
+        if annotations is None:
+            return False
+        try:
+            export_geojson(path, annotations.annotations(), palette=annotations.palette)
+        except (OSError, AnnotationFileError) as exc:
+            show_warning(self.window, "Cannot export annotations", f"{path}: {exc}")
+            self.last_message = str(exc)
+            return False
+        self.tell(f"Exported {len(annotations)} annotations to {path}")
+        return True
+
+    def tell(self, message: str) -> None:
+        """Say ``message`` in the status bar (and the log)."""
+        self.last_message = message
+        log.info("%s", message)
+        self.window.statusBar().showMessage(message, 8000)

@@ -1,0 +1,122 @@
+"""Layers that are not a model's output: ground truth (a mask image or GeoJSON, drawn as
+an outline) and the tissue mask.  Both are read or computed off the GUI thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from viewer.layers.base import Layer, LayerStack
+from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
+from viewer.qt.background import BackgroundCalls
+
+if TYPE_CHECKING:
+    from inference.evaluation.truth import TruthMask
+    from viewer.qt.controllers.slide_opener import OpenedSlide
+
+TRUTH_FILTER = "Ground truth (*.png *.tif *.tiff *.jpg *.bmp *.geojson *.json);;All files (*)"
+
+
+class ReferenceLayers(QObject):
+    """Adds ground-truth and tissue-mask layers for the open slide.
+
+    ``current()`` is the open slide (a result for a slide that has been closed since is
+    dropped), ``select(layer)`` shows a new layer in the Layers panel, and
+    ``warn(title, message)`` reports a failure.
+    """
+
+    def __init__(
+        self,
+        window: QWidget,
+        layers: LayerStack,
+        current: Callable[[], OpenedSlide | None],
+        select: Callable[[Layer], None],
+        warn: Callable[[str, str], None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.window = window
+        self.layers = layers
+        self._current = current
+        self._select = select
+        self._warn = warn
+        self.background = BackgroundCalls(self)
+
+    def _still_open(self, source_id: str) -> bool:
+        opened = self._current()
+        return opened is not None and opened.source.info.source_id == source_id
+
+    def choose_truth(self) -> None:
+        opened = self._current()
+        if opened is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Load ground truth", str(opened.path.parent), TRUTH_FILTER
+        )
+        if path:
+            self.load_truth(Path(path))
+
+    def load_truth(self, path: Path) -> None:
+        """Read a mask image or GeoJSON off the GUI thread and add it as an outline layer."""
+        opened = self._current()
+        if opened is None:
+            return
+        from inference.evaluation.truth import load_truth
+
+        dims = opened.source.info.dimensions
+        source_id = opened.source.info.source_id
+
+        def done(truth: TruthMask) -> None:
+            if not self._still_open(source_id):
+                return
+            layer = MaskLayer(
+                f"Ground truth: {path.name}",
+                truth.mask,
+                truth.l0_per_px,
+                colour=(230, 30, 40),
+                opacity=0.9,
+                provenance={"kind": "truth", "source": str(path)},
+            )
+            layer.outline_only = True
+            self.layers.add(layer)
+            self._select(layer)
+
+        self.background.call(
+            lambda: load_truth(path, dims),
+            done,
+            lambda message: self._warn("Could not load the ground truth", message),
+            name="slidelens-truth",
+        )
+
+    def show_tissue(self) -> None:
+        """Show the tissue mask layer (computing it off the GUI thread when needed)."""
+        opened = self._current()
+        if opened is None:
+            return
+        for layer in self.layers:
+            if is_tissue_layer(layer):
+                layer.visible = True
+                self._select(layer)
+                return
+        from inference.engine.tissue import TissueMask, tissue_mask
+
+        source = opened.source
+        source_id = source.info.source_id
+
+        def done(tissue: TissueMask) -> None:
+            if not self._still_open(source_id):
+                return
+            layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
+            self.layers.insert(0, layer)
+            self._select(layer)
+
+        self.background.call(
+            lambda: tissue_mask(source),
+            done,
+            lambda message: self._warn("Could not compute the tissue mask", message),
+            name="slidelens-tissue",
+        )
