@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from viewer.platform_check import platform_problem
 from viewer.qt.main_window import MainWindow
 from viewer.runtime import tune_for_interaction
 
@@ -25,8 +26,19 @@ def create_app(argv: Sequence[str] = ()) -> QApplication:
     return app
 
 
+#: Exit code when this machine cannot show a window (missing X libraries, no display).
+EXIT_NO_WINDOW = 3
+
+
 def run_gui(slide: Path | None = None) -> int:
-    """Show the main window, open ``slide`` if given, and run until the window closes."""
+    """Show the main window, open ``slide`` if given, and run until the window closes.
+
+    Returns :data:`EXIT_NO_WINDOW`, having said why and what to install, when Qt could
+    not open a window here (it would abort the process instead).
+    """
+    if QApplication.instance() is None and (problem := platform_problem()) is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_NO_WINDOW
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app()
     window = MainWindow()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from inference.core.geometry import Rect
 
 if TYPE_CHECKING:
-    from inference.engine.runner import ModelLike
+    from inference.engine.job import ModelLike
     from inference.engine.tissue import TissueMask
     from inference.slides import SlideSource
 
@@ -122,7 +122,7 @@ def _library(model: ModelLike, name: str, x: Any, layer_name: str) -> float:
     from pytorch_grad_cam import GradCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from inference.explain.methods import resolve_layer
+    from inference.explain.layers import resolve_layer
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     cls = {"gradcam": GradCAM, "scorecam": ScoreCAM}[name]
@@ -157,7 +157,8 @@ def measure(
     from inference.engine.patches import slide_mpp
     from inference.engine.tissue import tissue_mask
     from inference.explain.methods import METHODS
-    from inference.explain.service import CamRequest, explain_patch, explain_region
+    from inference.explain.requests import CamRequest
+    from inference.explain.service import explain_patch, explain_region
 
     info = source.info
     l0_patch = patch_size_on_slide(
@@ -237,9 +238,10 @@ def measure(
 def bench_command(args: argparse.Namespace) -> int:
     import torch
 
-    from inference.engine.runner import available_cores, resolve_device
+    from inference.bench.pointing import default_model
+    from inference.engine.cores import available_cores
+    from inference.engine.device import resolve_device
     from inference.explain.methods import method_spec
-    from inference.explain.pointing import default_model
     from inference.explain.service import available_methods, versions
     from inference.models import load_model, resolve_model
     from inference.slides import open_slide

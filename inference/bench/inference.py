@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from inference.engine.runner import PreparedJob
+    from inference.engine.prepare import PreparedJob
     from inference.slides import SlideSource
 
 #: Size of the synthetic slide made when no --slide is given.
@@ -104,8 +104,10 @@ def measure(
     """Every figure on ``prepared.order``; ``open_source()`` gives a fresh slide handle."""
     import torch
 
-    from inference.engine.runner import ReadAhead, run_prepared, torch_threads
-    from inference.engine.runner import available_cores as cores
+    from inference.engine.cores import available_cores as cores
+    from inference.engine.cores import torch_threads
+    from inference.engine.read_ahead import ReadAhead
+    from inference.engine.runner import run_prepared
 
     order = prepared.order
     n = len(order)
@@ -229,8 +231,9 @@ class _Opened:
 def bench_command(args: argparse.Namespace) -> int:
     import torch
 
-    from inference.engine.runner import InferenceJob, prepare
-    from inference.engine.runner import available_cores as cores
+    from inference.engine.cores import available_cores as cores
+    from inference.engine.job import InferenceJob
+    from inference.engine.prepare import prepare
 
     slide = args.slide or _default_slide()
     model_name = args.model or _default_model()

@@ -22,7 +22,7 @@ from inference.cli.args import device, parse_region, positive_float
 from inference.explain.methods import METHODS
 
 if TYPE_CHECKING:
-    from inference.explain.service import CamResult
+    from inference.explain.requests import CamResult
     from inference.slides import SlideSource
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
@@ -183,8 +183,10 @@ def write_outputs(
 
 def explain_command(args: argparse.Namespace) -> int:
     """The ``explain`` handler: returns the exit code."""
-    from inference.engine.runner import InferenceError, resolve_device
-    from inference.explain.service import CamRequest, ExplainCancelled, ExplainError
+    from inference.engine.device import resolve_device
+    from inference.engine.job import InferenceError
+    from inference.explain.methods import ExplainCancelled, ExplainError
+    from inference.explain.requests import CamRequest
     from inference.models import ModelError, load_model, resolve_model
     from inference.slides import SlideError, open_slide
 

@@ -28,7 +28,8 @@ from inference.cli.args import device, parse_region, positive_float, positive_in
 from inference.engine.tissue import DEFAULT_TISSUE_THRESHOLD
 
 if TYPE_CHECKING:
-    from inference.engine.runner import BatchResult, ModelLike, PreparedJob
+    from inference.engine.job import BatchResult, ModelLike
+    from inference.engine.prepare import PreparedJob
     from inference.results.exports import OutputPaths
     from inference.results.store import InferenceResult
 
@@ -229,7 +230,8 @@ def _run_slide(
     device: str,
     paths: OutputPaths,
 ) -> SlideRun:
-    from inference.engine.runner import InferenceJob, prepare
+    from inference.engine.job import InferenceJob
+    from inference.engine.prepare import prepare
     from inference.results.exports import (
         write_csv,
         write_geojson,
@@ -285,7 +287,7 @@ def _run_slide(
             t_export = time.perf_counter()
             assert result is not None
             write_csv(paths.csv, result)
-            write_geojson(paths.geojson, result)
+            write_geojson(paths.geojson, result, threshold=model.card.threshold)
             write_result_npz(paths.result, result)
             geometry = write_heatmap_tiff(
                 paths.heatmap,
@@ -403,7 +405,8 @@ def _load_model(args: argparse.Namespace, device: str) -> ModelLike:
 
 def infer_command(args: argparse.Namespace) -> int:
     """The ``infer`` handler: returns the exit code."""
-    from inference.engine.runner import InferenceError, resolve_device
+    from inference.engine.device import resolve_device
+    from inference.engine.job import InferenceError
     from inference.models import ModelError
 
     err = sys.stderr
@@ -460,7 +463,7 @@ def infer_command(args: argparse.Namespace) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from inference.engine.runner import InferenceError
+    from inference.engine.job import InferenceError
     from inference.models import ModelError
     from inference.slides import SlideError
 

@@ -25,7 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 BENCH_MODULES: tuple[str, ...] = (
     "inference.bench.inference",
     "inference.bench.cam",
-    "inference.explain.pointing",
+    "inference.bench.pointing",
 )
 
 

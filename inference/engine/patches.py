@@ -288,31 +288,33 @@ class PatchReader:
         # the display path (BGRX straight from OpenSlide's buffer) skips the RGBA and
         # PIL conversions of read_region: less CPU taken from the model per patch
         bgrx = self.source.read_region_bgrx(self.level, lv_x, lv_y, size, size)
+        bgrx = self._fill_past_edge(bgrx, lv_x, lv_y)
         if size != self.out_px:
             interp = cv2.INTER_AREA if size > self.out_px else cv2.INTER_LINEAR
             bgrx = cv2.resize(bgrx, (self.out_px, self.out_px), interpolation=interp)
-        rgb = cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
-        self._fill_past_edge(rgb, l0_x, l0_y)
-        return rgb
+        return cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
 
-    def _fill_past_edge(self, rgb: np.ndarray, l0_x: int, l0_y: int) -> None:
-        """Paint the part of a patch that lies past the slide's edge with the slide's
-        background (white for brightfield, see :attr:`SlideInfo.background_rgb`).
+    def _fill_past_edge(self, bgrx: np.ndarray, lv_x: int, lv_y: int) -> np.ndarray:
+        """Paint the level pixels of a read that lie past the slide's edge with the
+        slide's background (white for brightfield, see :attr:`SlideInfo.background_rgb`),
+        before any resizing, so an edge patch is tissue on background glass.
 
         Formats disagree about what lies there (OpenSlide gives transparent pixels,
         WSInfer's patches come out black, which a classifier may call tumour), so it is
-        set here, whatever the source returned.  An output pixel is past the edge when
-        its centre is.
+        set here, whatever the source returned.
         """
-        l0_w, l0_h = self.source.info.dimensions
-        l0_per_out = self.grid.l0_patch / self.out_px
-        inside_x = math.ceil((l0_w - l0_x) / l0_per_out - 0.5)
-        inside_y = math.ceil((l0_h - l0_y) / l0_per_out - 0.5)
-        if inside_x >= self.out_px and inside_y >= self.out_px:
-            return
-        background = self.source.info.background_rgb
-        rgb[max(inside_y, 0) :, :] = background
-        rgb[:, max(inside_x, 0) :] = background
+        lv_w, lv_h = self.source.info.level_dimensions[self.level]
+        inside_x, inside_y = lv_w - lv_x, lv_h - lv_y
+        height, width = bgrx.shape[:2]
+        if inside_x >= width and inside_y >= height:
+            return bgrx
+        if not bgrx.flags.writeable:
+            bgrx = bgrx.copy()
+        red, green, blue = self.source.info.background_rgb
+        background = (blue, green, red, 255)
+        bgrx[max(inside_y, 0) :, :] = background
+        bgrx[:, max(inside_x, 0) :] = background
+        return bgrx
 
     def read(self, p_col: int, p_row: int) -> np.ndarray:
         rect = self.grid.patch_l0_rect(p_col, p_row)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from inference.core.geometry import Rect
-from inference.engine.runner import InferenceJob, prepare
+from inference.engine.job import InferenceJob
+from inference.engine.prepare import prepare
 from inference.models import list_models, load_card, load_model
 from inference.models.card import validate_card_data
 from inference.models.demo.cards import (

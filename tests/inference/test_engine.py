@@ -19,8 +19,10 @@ import pytest
 import torch
 
 from inference.core.geometry import Rect
+from inference.engine.job import BatchResult, InferenceJob
 from inference.engine.patches import MissingMppError, make_patch_grid, order_patches
-from inference.engine.runner import BatchResult, InferenceJob, prepare, run
+from inference.engine.prepare import prepare
+from inference.engine.runner import run
 from inference.results.store import ResultGrid, SegmentationMap, collect
 from inference.slides import SlideInfo, TileReadError
 from inference.slides.base import rgb_to_bgrx
@@ -102,6 +104,7 @@ class TinyCard:
     patch_size_pixels: int = 32
     spacing_um_px: float = 0.5
     task: str = "classification"
+    threshold: float = 0.5
 
 
 class TinyModel:
@@ -419,7 +422,7 @@ def _forwards_seen(**kwargs: Any) -> list[tuple[int, int]]:
 
 
 def test_cpu_lanes_run_batches_side_by_side_with_their_own_torch_threads() -> None:
-    from inference.engine.runner import available_cores
+    from inference.engine.cores import available_cores
 
     before = torch.get_num_threads()
     caller = threading.get_ident()
@@ -433,7 +436,7 @@ def test_cpu_lanes_run_batches_side_by_side_with_their_own_torch_threads() -> No
 
 
 def test_one_lane_runs_the_model_on_the_caller_with_every_core_then_restores() -> None:
-    from inference.engine.runner import available_cores
+    from inference.engine.cores import available_cores
 
     before = torch.get_num_threads()
     caller = threading.get_ident()
@@ -498,7 +501,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on() -> None:
 
 
 def test_the_cpu_computes_a_batch_of_large_patches_in_cache_sized_chunks() -> None:
-    from inference.engine.runner import Forward, cpu_chunk_patches
+    from inference.engine.forward import Forward, cpu_chunk_patches
 
     model = TinyModel()
     oom = _OomOverTwo(model.module)  # records the size of every forward pass

@@ -22,28 +22,27 @@ import pytest
 import torch
 
 from inference.core.geometry import Rect
+from inference.explain.layers import resolve_layer
 from inference.explain.methods import (
-    ClassTarget,
-    ProgressTracker,
-    RunSettings,
-    SegmentationTarget,
-    make_runner,
-    method_spec,
-    resolve_layer,
-)
-from inference.explain.service import (
     HOOK_FREE_METHODS,
     METHODS,
-    CamRequest,
     ExplainCancelled,
     ExplainError,
     LayerNotFoundError,
     MethodUnavailableError,
+    method_spec,
+)
+from inference.explain.progress import ProgressTracker
+from inference.explain.requests import CamRequest
+from inference.explain.runner_base import RunSettings
+from inference.explain.runners import make_runner
+from inference.explain.service import (
     available_methods,
     candidate_layers,
     explain_patch,
     explain_region,
 )
+from inference.explain.targets import ClassTarget, SegmentationTarget
 from inference.models import LoadedModel, TrustStore, load_model
 from inference.slides.base import rgb_to_bgrx
 from tests.inference.test_engine import WHITE, tissue_image
@@ -480,7 +479,7 @@ class CatTwice(torch.nn.Module):
 
 
 def test_score_cam_corrects_a_wrong_channel_count() -> None:
-    from inference.explain.methods import guess_channels
+    from inference.explain.layers import guess_channels
 
     model = DarknessModel()
     torch.manual_seed(0)
@@ -672,7 +671,11 @@ def test_importing_the_explain_modules_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "import inference.explain.service, inference.explain.methods, inference.cli.explain\n"
-        "import inference.explain.pointing, inference.bench.cam\n"
+        "import inference.explain.pointing, inference.bench.cam, inference.bench.pointing\n"
+        "import inference.explain.cam_runners, inference.explain.hook_free\n"
+        "import inference.explain.runners, inference.explain.planning\n"
+        "import inference.explain.stitching, inference.explain.scoring\n"
+        "import inference.engine.runner, inference.engine.device, inference.engine.forward\n"
         "heavy = [m for m in ('torch', 'torchvision', 'pytorch_grad_cam') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -36,7 +36,7 @@ def _explain(slide: Path, model: Path, out: Path, *extra: str) -> int:
 
 def test_commands_are_registered() -> None:
     assert "inference.cli.explain" in COMMAND_MODULES
-    assert {"inference.bench.cam", "inference.explain.pointing"} <= set(BENCH_MODULES)
+    assert {"inference.bench.cam", "inference.bench.pointing"} <= set(BENCH_MODULES)
 
 
 def test_explain_a_point_writes_png_json_npy(png_slide: Path, model: Path, tmp_path: Path) -> None:

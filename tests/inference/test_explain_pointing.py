@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from inference.bench.pointing import synthetic_cases
 from inference.cli.main import main
-from inference.explain.pointing import (
-    PointingCase,
-    choose_region,
-    energy_share,
-    play,
-    sample_mask,
-    synthetic_cases,
-)
-from inference.explain.service import CamRequest
+from inference.explain.pointing import PointingCase, choose_region, energy_share, play, sample_mask
+from inference.explain.requests import CamRequest
 from tests.inference.test_explain import model_folder
 
 
@@ -158,7 +152,7 @@ def _bundled_classifier() -> Path | None:
 def test_bundled_classifier_grad_cam_beats_uniform_on_held_out_slides(tmp_path: Path) -> None:
     folder = _bundled_classifier()
     assert folder is not None, "the bundled demo classifier is missing from resources/models"
-    from inference.explain.pointing import training_seeds
+    from inference.bench.pointing import training_seeds
     from inference.models import load_model
 
     model = load_model(folder)

@@ -99,3 +99,17 @@ def test_openslide_edge_patch_is_white(tmp_path: Path) -> None:
         source.close()
     assert (patch[:4, :6] == TISSUE).all()
     assert (patch[4:, :] == 255).all() and (patch[:, 6:] == 255).all()
+
+
+def test_a_resized_edge_patch_is_tissue_on_white_glass() -> None:
+    """Filled before resizing: the edge patch equals the resize of tissue padded white."""
+    import cv2
+
+    rgb = np.random.default_rng(1).integers(0, 255, (100, 70, 3), np.uint8)
+    source = BlackOutside(rgb)
+    grid = make_patch_grid(source.info, Card(spacing_um_px=1.0))  # 64 level-0 px -> 32
+    reader = make_patch_reader(source, grid, 32)
+    patch = reader.read(grid.p_cols - 1, grid.p_rows - 1)
+    padded = np.full((64, 64, 3), 255, np.uint8)
+    padded[: 100 - 64, : 70 - 64] = rgb[64:, 64:]
+    assert np.array_equal(patch, cv2.resize(padded, (32, 32), interpolation=cv2.INTER_AREA))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from inference.engine.job import BatchResult
 from inference.engine.patches import PatchGrid
-from inference.engine.runner import BatchResult
 from inference.results.exports import (
     OutputPaths,
     read_heatmap_geometry,

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from inference.core.threads import SharedExclusiveLock, use_gate
-from inference.engine.runner import InferenceJob, run
+from inference.engine.job import InferenceJob
+from inference.engine.runner import run
 from tests.inference.test_engine import ArraySource, TinyModel, tissue_image
 
 

@@ -26,7 +26,7 @@ from inference.evaluation.truth import TruthMask
 from inference.models.demo.data import TUMOUR_FRACTION_THRESHOLD, slide_truth
 
 if TYPE_CHECKING:
-    from inference.engine.runner import ModelLike
+    from inference.engine.job import ModelLike
 
 #: The class the metrics score.
 TUMOUR_CLASS = "tumour"
@@ -102,7 +102,8 @@ def classifier_metrics(
     ``truth`` defaults to the mask ``slidelens synth`` wrote beside the slide.  Raises
     ``ValueError`` when the slide's tissue patches are all tumour or all not tumour.
     """
-    from inference.engine.runner import InferenceJob, run
+    from inference.engine.job import InferenceJob
+    from inference.engine.runner import run
     from inference.results.store import ResultGrid, collect
 
     result = collect(
@@ -145,7 +146,8 @@ def segmentation_metrics(
     The engine's default overlap and tile size apply (what ``slidelens infer`` does).
     ``truth`` defaults to the mask ``slidelens synth`` wrote beside the slide.
     """
-    from inference.engine.runner import InferenceJob, run
+    from inference.engine.job import InferenceJob
+    from inference.engine.runner import run
     from inference.engine.tissue import tissue_mask
     from inference.results.store import SegmentationMap, collect
     from inference.slides import open_slide

@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit code."""
     import torch
 
-    from inference.engine.runner import available_cores
+    from inference.engine.cores import available_cores
 
     args = _parser().parse_args(argv)
     threads = args.threads or available_cores()
