@@ -81,6 +81,8 @@ class ModelCard:
     std: tuple[float, float, float]
     task: Task = "classification"
     activation: Activation = "softmax"
+    #: A one-output model's class applies at or above this probability.
+    threshold: float = 0.5
     cam_target_layer: str | None = None
     description: str = ""
     licence: str = ""
@@ -297,6 +299,7 @@ def _card_from_valid(folder: Path, data: dict[str, Any]) -> ModelCard:
         std=std,
         task=sl.get("task", "classification"),
         activation=activation,
+        threshold=float(sl.get("threshold", 0.5)),
         cam_target_layer=sl.get("cam_target_layer"),
         description=sl.get("description", ""),
         licence=sl.get("licence", ""),

@@ -85,35 +85,53 @@ def write_csv(path: Path, result: InferenceResult) -> int:
     return len(rects)
 
 
-def geojson_features(result: InferenceResult, *, object_type: str = "tile") -> list[dict[str, Any]]:
-    """QuPath-readable features, one Polygon per computed patch."""
+#: A one-output model's class applies at or above this probability unless its card says.
+DEFAULT_THRESHOLD = 0.5
+
+
+def geojson_features(
+    result: InferenceResult, *, object_type: str = "tile", threshold: float = DEFAULT_THRESHOLD
+) -> list[dict[str, Any]]:
+    """QuPath-readable features, one Polygon per computed patch.
+
+    A tile is classified by its most likely class; with a single output (a one-class
+    model) the class applies at or above ``threshold`` and the tile is unclassified (no
+    ``classification``) below it.  Every class probability is in ``measurements``.
+    """
     rects, probs = result.patch_table()
     names = result.class_names
     colors = class_colors(names)
     columns = prob_columns(names)
+    one_output = len(names) == 1
     features = []
     for (x, y, w, h), row in zip(rects.tolist(), probs.tolist(), strict=True):
-        best = int(np.argmax(row))
         ring = [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
+        properties: dict[str, Any] = {"objectType": object_type, "isLocked": True}
+        best = 0 if one_output else int(np.argmax(row))
+        if not one_output or row[0] >= threshold:
+            properties["classification"] = {"name": names[best], "color": list(colors[best])}
+        properties["measurements"] = {c: round(p, 6) for c, p in zip(columns, row, strict=True)}
         features.append(
             {
                 "type": "Feature",
                 "id": str(uuid.uuid4()),
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {
-                    "objectType": object_type,
-                    "isLocked": True,
-                    "classification": {"name": names[best], "color": list(colors[best])},
-                    "measurements": {c: round(p, 6) for c, p in zip(columns, row, strict=True)},
-                },
+                "properties": properties,
             }
         )
     return features
 
 
-def write_geojson(path: Path, result: InferenceResult, *, object_type: str = "tile") -> int:
-    """A FeatureCollection of the computed patches; returns the number of features."""
-    features = geojson_features(result, object_type=object_type)
+def write_geojson(
+    path: Path,
+    result: InferenceResult,
+    *,
+    object_type: str = "tile",
+    threshold: float = DEFAULT_THRESHOLD,
+) -> int:
+    """A FeatureCollection of the computed patches (see :func:`geojson_features`);
+    returns the number of features."""
+    features = geojson_features(result, object_type=object_type, threshold=threshold)
     collection = {"type": "FeatureCollection", "features": features}
     atomic_write_text(path, json.dumps(collection, separators=(",", ":")))
     return len(features)

@@ -36,7 +36,7 @@ from inference.core.geometry import Rect, raster_index, raster_window
 from inference.engine.patches import PatchGrid
 
 if TYPE_CHECKING:
-    from inference.engine.runner import BatchResult
+    from inference.engine.job import BatchResult
 
 log = logging.getLogger(__name__)
 
