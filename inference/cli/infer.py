@@ -239,7 +239,7 @@ def _run_slide(
         write_json,
         write_result_npz,
     )
-    from inference.results.store import ResultCache
+    from inference.results.cache import ResultCache
     from inference.slides import open_slide
 
     t_start = time.perf_counter()

@@ -22,7 +22,6 @@ from inference.results.exports import (
     write_json,
 )
 from inference.results.store import (
-    ResultCache,
     ResultGrid,
     SegmentationMap,
     collect,
@@ -122,40 +121,6 @@ def _classification_result() -> ResultGrid:
     p = rng.random((10, 1)).astype(np.float32)
     ij = [(c, r) for r in range(3) for c in range(4)][:10]
     return collect([batch(grid, ij, np.hstack([1 - p, p]), background=[(2, 2), (3, 2)])])  # type: ignore[return-value]
-
-
-def test_cache_round_trip_miss_and_corruption(tmp_path: Path) -> None:
-    cache = ResultCache(tmp_path / "cache")
-    result = _classification_result()
-    key = ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.0, "grid": result.grid.to_dict()})
-    assert key != ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.5})
-    assert cache.load(key) is None
-    cache.save(key, result, {"elapsed_s": 1.5})
-    hit = cache.load(key)
-    assert hit is not None and hit.meta == {"elapsed_s": 1.5}
-    assert isinstance(hit.result, ResultGrid) and hit.result.grid == result.grid
-    np.testing.assert_array_equal(hit.result.probabilities(), result.probabilities())
-    np.testing.assert_array_equal(hit.result.background, result.background)
-    assert not list((tmp_path / "cache").glob("*.tmp"))
-    (tmp_path / "cache" / f"{key}.npz").write_bytes(b"not a zip")
-    assert cache.load(key) is None
-
-
-def test_cache_defaults_to_the_user_data_dir(_isolated_user_data: Path) -> None:
-    assert ResultCache().folder == _isolated_user_data / "cache" / "results"
-
-
-def test_segmentation_result_survives_the_cache(tmp_path: Path) -> None:
-    grid = PatchGrid(l0_patch=32, l0_stride=32, l0_origin=(64, 0), p_cols=2, p_rows=1)
-    seg = SegmentationMap(grid, NAMES, l0_per_px=4.0, tile_px=8)
-    seg.add(batch(grid, [(1, 0)], np.full((1, 2, 8, 8), 0.5), l0_per_px=4.0))
-    cache = ResultCache(tmp_path)
-    key = ResultCache.key("s", "m", {})
-    cache.save(key, seg)
-    hit = cache.load(key)
-    assert hit is not None and isinstance(hit.result, SegmentationMap)
-    assert hit.result.l0_per_px == 4.0
-    np.testing.assert_array_equal(hit.result.probabilities(), seg.probabilities())
 
 
 def test_csv_has_wsinfer_columns_one_row_per_patch(tmp_path: Path) -> None:
