@@ -149,17 +149,18 @@ class ResultCache:
         npz_path, json_path = self._paths(key)
         arrays = result.arrays()
         atomic_write(npz_path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
+        entry_meta = dict(meta or {})
         doc = {
             "format": CACHE_FORMAT,
             "key": key,
             "result": result.meta(),
-            "meta": dict(meta or {}),
+            "meta": entry_meta,
         }
         atomic_write_text(json_path, json.dumps(doc, indent=1, default=str))
         size = _size(npz_path) + _size(json_path)
         now = time.time()
         with self._index() as index:
-            index[key] = IndexRow(str(doc["meta"].get("source_id", "")), size, now, now)
+            index[key] = IndexRow(str(entry_meta.get("source_id", "")), size, now, now)
             self._evict(index, keep=key)
         return json_path
 
