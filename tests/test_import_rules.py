@@ -308,3 +308,42 @@ def test_cycle_detector_finds_cycles(
     """The cycle rule can fail: each kind of import closes a cycle it reports."""
     _write(tmp_path, files)
     assert import_cycles(import_graph(tmp_path, ("pkg",))) == expected
+
+
+#: The layers of ``inference``, lowest first: a package imports only packages of a lower
+#: layer (or its own). ``models.demo`` trains and evaluates the demo models with the
+#: whole engine, so it sits on top with the commands.
+INFERENCE_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("inference.core",),
+    ("inference.slides",),
+    ("inference.models",),
+    ("inference.engine",),
+    ("inference.results",),
+    ("inference.explain", "inference.evaluation"),
+    ("inference.models.demo", "inference.bench"),
+    ("inference.cli",),
+)
+
+
+def _layer_of(module: str) -> tuple[int, str] | None:
+    """The layer index and package of ``module`` (the longest package prefix that matches)."""
+    best: tuple[int, str] | None = None
+    for rank, packages in enumerate(INFERENCE_LAYERS):
+        for package in packages:
+            if (module == package or module.startswith(package + ".")) and (
+                best is None or len(package) > len(best[1])
+            ):
+                best = (rank, package)
+    return best
+
+
+def test_inference_packages_import_only_lower_layers() -> None:
+    graph = import_graph(ROOT, ("inference",))
+    upward = []
+    for importer, targets in graph.items():
+        mine = _layer_of(importer)
+        for target in targets:
+            theirs = _layer_of(target)
+            if mine and theirs and theirs[1] != mine[1] and theirs[0] >= mine[0]:
+                upward.append(f"{importer} -> {target}")
+    assert upward == []

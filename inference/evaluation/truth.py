@@ -25,8 +25,8 @@ import numpy as np
 
 from inference.core.geometry import Rect
 from inference.core.polygon_fill import fill_coverage, ring_edges
+from inference.slides.base import MASK_SCALE_KEY
 
-MASK_SCALE_KEY = "slidelens:l0_per_px"
 #: Masks and rasterised polygons keep their longer side within this many pixels.
 MAX_TRUTH_SIDE = 8192
 MAX_GEOJSON_BYTES = 256 * 1024 * 1024

@@ -12,12 +12,24 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from inference.core.geometry import Rect
+
 #: Bytes read from each end of a file to fingerprint it (see :func:`content_fingerprint`).
 _FINGERPRINT_CHUNK = 1 << 20
 
 
+#: PNG text key of a mask aligned to a slide: level-0 pixels per mask pixel (what
+#: ``slidelens synth`` writes and ground truth reads).
+MASK_SCALE_KEY = "slidelens:l0_per_px"
 #: The background of a brightfield slide, and of any slide that states none.
 WHITE = (255, 255, 255)
+#: The properties in which OpenSlide states the scanned area of a slide, in level-0 px.
+BOUNDS_PROPERTIES = (
+    "openslide.bounds-x",
+    "openslide.bounds-y",
+    "openslide.bounds-width",
+    "openslide.bounds-height",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,27 @@ class SlideInfo:
     @property
     def level_count(self) -> int:
         return len(self.level_dimensions)
+
+    @property
+    def l0_bounds(self) -> Rect:
+        """The level-0 rectangle that holds the scan.
+
+        MIRAX and Hamamatsu VMS slides (among others) state it in
+        ``openslide.bounds-x``/``-y``/``-width``/``-height``; around it lies empty glass
+        that no scanner saw.  Those bounds are returned when all four are stated as
+        integers (as QuPath parses them) and describe a non-empty rectangle inside the
+        slide; otherwise, and for slides that state no bounds, the whole slide
+        ``Rect(0, 0, width, height)``.
+        """
+        l0_w, l0_h = self.dimensions
+        whole = Rect(0, 0, l0_w, l0_h)
+        try:
+            x, y, w, h = (int(str(self.properties[name]).strip()) for name in BOUNDS_PROPERTIES)
+        except (KeyError, ValueError):
+            return whole
+        if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > l0_w or y + h > l0_h:
+            return whole
+        return Rect(x, y, w, h)
 
     @property
     def background_rgb(self) -> tuple[int, int, int]:

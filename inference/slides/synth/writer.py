@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inference.evaluation.truth import MASK_SCALE_KEY
+from inference.slides.base import MASK_SCALE_KEY
 from inference.slides.synth.layout import SynthLayout, make_layout
 from inference.slides.synth.render import GLASS_RGB, TileRenderer
 
