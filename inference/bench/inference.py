@@ -2,12 +2,13 @@
 
 All figures are measured in one run on the same tissue patches of one slide:
 
-* ``reader_ceiling_patches_per_s``: the engine's reading alone (read, resize and
-  preprocess; on as many threads as the engine reads on: its lanes on the CPU, its
-  reader threads on CUDA), no model.
-* ``model_ceiling_patches_per_s``: forward passes (plus postprocessing) on tensors made
-  beforehand, as the engine runs them: side by side in its lanes on the CPU (each
-  with its torch threads), one batch at a time on CUDA.
+* ``reader_ceiling_patches_per_s``: the engine's reading alone (read and resize to the
+  patch size, as a uint8 batch, pinned on CUDA; on as many threads as the engine reads
+  on: its lanes on the CPU, its reader threads on CUDA), no model.
+* ``model_ceiling_patches_per_s``: the engine's forward steps (upload on CUDA, the
+  model's input conversion, forward pass, postprocessing) on batches read beforehand,
+  as the engine runs them: side by side in its lanes on the CPU (each with its torch
+  threads), one batch at a time on CUDA.
 * ``model_one_batch_at_a_time_patches_per_s``: the same forward passes one batch at a
   time with torch on every core (what lanes are measured against).
 * ``end_to_end_patches_per_s``: ``engine.run_prepared`` on those patches.

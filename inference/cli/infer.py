@@ -232,6 +232,7 @@ def _run_slide(
 ) -> SlideRun:
     from inference.engine.job import InferenceJob
     from inference.engine.prepare import prepare
+    from inference.results.cache import ResultCache
     from inference.results.exports import (
         write_csv,
         write_geojson,
@@ -239,7 +240,6 @@ def _run_slide(
         write_json,
         write_result_npz,
     )
-    from inference.results.cache import ResultCache
     from inference.slides import open_slide
 
     t_start = time.perf_counter()

@@ -15,6 +15,11 @@ Contract:
   fit, raise the caller's error.  The caller chooses what counts as out of memory
   (:func:`is_torch_oom` or the wider :func:`is_out_of_memory`) and keeps the reduced
   size for later calls through ``halved``.
+* ONE split of a batch's input between host and device, :func:`host_batch`: the host's
+  part (uint8 RGB as read, as a CPU tensor, page-locked for CUDA) is made where the
+  patches are read; the rest (upload, convert, resize, normalise: the model's
+  ``to_model_input``) belongs to the thread that runs the forward passes, inside
+  :func:`run_halving` (:class:`~inference.engine.forward.Forward`).
 
 torch is imported inside the functions only.
 """
@@ -50,6 +55,31 @@ def resolve_device(requested: str | None) -> str:
     if requested != "cpu":
         raise InferenceError(f"unknown device {requested!r}; use cpu or cuda")
     return requested
+
+
+# -- host side of a batch ----------------------------------------------------------------------
+
+
+def host_batch(rgb: np.ndarray, *, pin: bool = False) -> torch.Tensor:
+    """``(N, H, W, 3)`` (or one ``(H, W, 3)``) uint8 RGB as a ``(N, H, W, 3)`` uint8 CPU tensor.
+
+    Host work only, no device operation: what the engine's reader threads make of the
+    patches they read, and what a model's ``to_model_input`` takes once it is on the
+    device.  uint8 is a quarter of float32's bytes to upload.  ``pin``: copied into
+    page-locked memory, which a CUDA copy with ``non_blocking=True`` reads without
+    blocking the host (pass it for a CUDA device only: pinning needs a GPU).  Without
+    ``pin`` the tensor shares the array's memory when the array is contiguous.  Raises
+    ``ValueError`` for anything but uint8 RGB.
+    """
+    import torch
+
+    arr = np.asarray(rgb)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, 3) uint8 RGB; got {arr.shape} {arr.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(arr))
+    return x.pin_memory() if pin else x
 
 
 # -- mixed precision --------------------------------------------------------------------------

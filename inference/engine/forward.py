@@ -1,15 +1,19 @@
-"""The engine's forward pass: model inputs to float32 NumPy probabilities, in device-sized chunks.
+"""The engine's forward step: a host batch to float32 NumPy probabilities, in device-sized chunks.
 
-Contract: a :class:`Forward` is called with a ``(N, 3, S, S)`` CPU tensor (pinned on
+Contract: a :class:`Forward` is called with a ``(N, H, W, 3)`` uint8 CPU tensor as
+:func:`~inference.engine.device.host_batch` makes it on a reader thread (pinned on
 CUDA) and returns float32 probabilities ``(N, C)``, or ``(N, C, t, t)`` tiles for
-segmentation.  It puts the model in channels-last memory format once, runs under the
-shared mixed-precision policy (:func:`~inference.engine.device.amp_dtype`: bf16 or fp16
-autocast on CUDA, fp32 on the CPU) and takes a shared hold of the model's use gate
-around each call (an explanation holding it exclusively waits for, and stops, these
-passes).  On the CPU a batch is computed :func:`cpu_chunk_patches` patches at a time; on
-CUDA whole, and halved for good (:func:`~inference.engine.device.run_halving`) when the
-GPU runs out of memory; a single patch that does not fit raises
-:class:`~inference.engine.job.InferenceError`.
+segmentation.  It owns every device operation of the step, on the calling thread (the
+worker): upload, the model's ``to_model_input`` (convert, resize, normalise), forward
+pass, postprocessing.  It puts the model in channels-last memory format once, runs
+under the shared mixed-precision policy (:func:`~inference.engine.device.amp_dtype`:
+bf16 or fp16 autocast on CUDA, fp32 on the CPU) and takes a shared hold of the model's
+use gate around each call (an explanation holding it exclusively waits for, and stops,
+these passes).  On CUDA a batch is computed whole, each chunk copied without blocking,
+converted and run inside :func:`~inference.engine.device.run_halving`: when the GPU runs
+out of memory anywhere in that step the chunk is halved for good; a single patch that
+does not fit raises :class:`~inference.engine.job.InferenceError`.  On the CPU the batch
+is converted whole, then computed :func:`cpu_chunk_patches` patches at a time.
 """
 
 from __future__ import annotations
@@ -49,12 +53,15 @@ def cpu_chunk_patches(p_height: int, p_width: int) -> int:
 
 
 class Forward:
-    """Forward pass plus postprocessing, in chunks that suit the device.
+    """Upload, input conversion, forward pass and postprocessing, in chunks that suit the device.
 
-    Called with a ``(N, 3, S, S)`` CPU tensor (pinned on CUDA); returns float32 NumPy
-    probabilities ``(N, C)``, or ``(N, C, t, t)`` tiles for segmentation.  On the CPU the
-    batch is computed :func:`cpu_chunk_patches` patches at a time; on CUDA whole, and
-    halved for good when the GPU runs out of memory.
+    Called with a ``(N, H, W, 3)`` uint8 CPU tensor (pinned on CUDA) on the thread that
+    runs the model; returns float32 NumPy probabilities ``(N, C)``, or ``(N, C, t, t)``
+    tiles for segmentation.  On CUDA each chunk is copied to the GPU
+    (``non_blocking=True``), converted by the model's ``to_model_input`` and run, and a
+    chunk that runs out of memory in any of these is halved for good.  On the CPU the
+    batch is converted whole (the model's own arithmetic, nothing else) and computed
+    :func:`cpu_chunk_patches` patches at a time.
     """
 
     def __init__(self, model: ModelLike, device: str, seg_tile_px: int | None) -> None:
@@ -77,12 +84,21 @@ class Forward:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
-    def _once(self, x: torch.Tensor) -> np.ndarray:
+    def _to_model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """A host batch (or chunk of one) as the module's input on the device: uploaded
+        without blocking on CUDA (from pinned memory), then the model's conversion,
+        resize and normalisation there."""
         import torch
 
         with torch.inference_mode():
-            if self.cuda:
-                x = x.to(self.device, non_blocking=True)
+            x = batch.to(self.device, non_blocking=True) if self.cuda else batch
+            return self.model.to_model_input(x)
+
+    def _once(self, x: torch.Tensor) -> np.ndarray:
+        """Forward pass and postprocessing of model inputs already on the device."""
+        import torch
+
+        with torch.inference_mode():
             if x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_to(self.device, self.dtype):
@@ -109,20 +125,35 @@ class Forward:
             )
         return probs
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        """Probabilities of a host batch ``(N, H, W, 3)`` uint8 (see the class)."""
         # shared: lanes run side by side, but not while an explanation has hooks on
         # the module (they would catch these passes too)
         with use_gate(self.model.module).shared():
-            return self._chunked(x)
+            return self._chunked(batch)
 
-    def _chunked(self, x: torch.Tensor) -> np.ndarray:
-        n = int(x.shape[0])
+    def _chunked(self, batch: torch.Tensor) -> np.ndarray:
+        n = int(batch.shape[0])
         chunk = min(n, self.max_chunk or n)
-        if not self.cuda and x.ndim == 4:
-            chunk = min(chunk, cpu_chunk_patches(int(x.shape[2]), int(x.shape[3])))
+        if self.cuda:
+            # the whole step per chunk, so running out of memory in the upload or the
+            # conversion halves the chunk like running out of it in the forward pass
+            def step(start: int, stop: int) -> np.ndarray:
+                return self._once(self._to_model_input(batch[start:stop]))
+
+        else:
+            # converted whole, then chunked by the input's size: the CPU's arithmetic
+            # and chunks are those of a batch preprocessed in one go
+            x = self._to_model_input(batch)
+            if x.ndim == 4:
+                chunk = min(chunk, cpu_chunk_patches(int(x.shape[2]), int(x.shape[3])))
+
+            def step(start: int, stop: int) -> np.ndarray:
+                return self._once(x[start:stop])
+
         return run_halving(
             n,
-            lambda start, stop: self._once(x[start:stop]),
+            step,
             chunk,
             cuda=self.cuda,
             is_oom=is_torch_oom,

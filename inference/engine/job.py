@@ -60,8 +60,13 @@ class CardLike(Protocol):
 class ModelLike(Protocol):
     """A loaded model (``inference.models.LoadedModel`` or a hand-built one in tests).
 
-    ``preprocess`` turns ``(N, H, W, 3)`` uint8 RGB into the module's float input
-    ``(N, 3, S, S)`` on the CPU; ``postprocess`` turns logits into probabilities.
+    ``to_model_input`` is the device half of preprocessing: it turns a ``(N, H, W, 3)``
+    uint8 RGB tensor (:func:`~inference.engine.device.host_batch`) into the module's
+    float input ``(N, 3, S, S)`` with operations on that tensor's device only (the
+    engine calls it on the thread that runs the forward passes, after the upload).
+    ``preprocess`` is both halves on the calling thread, ``(N, H, W, 3)`` uint8 RGB in,
+    the same input out on :attr:`device` (for explanations, which run on that thread).
+    ``postprocess`` turns logits into probabilities.
     """
 
     @property
@@ -77,6 +82,8 @@ class ModelLike(Protocol):
     def device(self) -> Any: ...
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor: ...
+
+    def to_model_input(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor: ...
 

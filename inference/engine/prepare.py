@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inference.engine.cores import default_cpu_lanes, default_cpu_threads, default_num_readers
-from inference.engine.device import resolve_device
+from inference.engine.device import host_batch, is_cuda, resolve_device
 from inference.engine.forward import Forward
 from inference.engine.job import InferenceJob, ModelLike
 from inference.engine.patches import (
@@ -133,19 +133,18 @@ class PreparedJob:
         return np.zeros((0, c) if t is None else (0, c, t, t), np.float32)
 
     def read_and_forward(self, rgb: np.ndarray) -> np.ndarray:
-        """A lane's work on one batch of read patches: preprocess, forward, probabilities."""
+        """A lane's work on one batch of read patches: host batch, forward step, probabilities."""
         return self.forward(self.make_input(rgb))
 
     def make_input(self, rgb: np.ndarray) -> torch.Tensor:
-        """Preprocess read patches on the calling thread (a reader).
+        """A reader's part of a batch: the read patches as a ``(N, H, W, 3)`` uint8 CPU
+        tensor, pinned for CUDA so that :class:`Forward` copies it without blocking.
 
-        For CUDA a CPU result is pinned, so :class:`Forward` copies it without blocking;
-        a model whose ``preprocess`` already put the tensor on the GPU is left as it is.
+        Host work only, safe on any thread: no device operation runs here.  Uploading,
+        converting, resizing and normalising are the forward step's, on the thread that
+        runs the model.
         """
-        x = self.model.preprocess(rgb)
-        if self.device.startswith("cuda") and x.device.type == "cpu":
-            return x.pin_memory()
-        return x
+        return host_batch(rgb, pin=is_cuda(self.device))
 
     def params(self) -> dict[str, Any]:
         """What the results depend on besides slide and model (the cache key's parameters)."""

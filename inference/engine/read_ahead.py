@@ -56,12 +56,13 @@ def _start_thread(niceness: int, setup: Callable[[], object] | None) -> None:
 class ReadAhead(Generic[T]):
     """Reads batches of patches on a small thread pool, ``depth`` batches ahead, in order.
 
-    ``prepare`` runs on the reader thread too (e.g. preprocessing and pinning memory, or
-    on the CPU the whole forward pass).  The bounded window of submitted batches is the
-    queue ahead of the model.  Each thread (named ``thread_name`` and a number) starts
-    by lowering its priority by ``niceness`` and calling ``setup`` (if given).  Iterating
-    yields :class:`ReadBatch` in submission order and ends early when ``cancel`` is set;
-    :meth:`close` (also on leaving a ``with`` block) stops the readers and joins them.
+    ``prepare`` runs on the reader thread too (e.g. making the uint8 host batch and
+    pinning it, or, in the CPU's lanes, the whole forward step).  The bounded window of
+    submitted batches is the queue ahead of the model.  Each thread (named
+    ``thread_name`` and a number) starts by lowering its priority by ``niceness`` and
+    calling ``setup`` (if given).  Iterating yields :class:`ReadBatch` in submission
+    order and ends early when ``cancel`` is set; :meth:`close` (also on leaving a
+    ``with`` block) stops the readers and joins them.
     """
 
     def __init__(

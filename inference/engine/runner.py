@@ -12,10 +12,13 @@ rest.  Cancel: set the ``cancel`` event; it is checked between batches and by th
 readers between patches.  Closing the generator (or leaving a ``for`` loop early)
 stops and joins the reader threads.
 
-Devices: inputs and weights are channels-last; on CUDA the forward pass runs under
-autocast (bf16 where supported, else fp16: :mod:`inference.engine.device`) with inputs
-copied from pinned memory without blocking; when the GPU runs out of memory the batch
-is halved and the run goes on (:mod:`inference.engine.forward`).
+Devices: the readers make each batch a uint8 CPU tensor (pinned on CUDA) and nothing
+more; the thread running the model does every device operation (on CUDA: the copy
+without blocking, the model's conversion, resize and normalisation on the GPU, the
+forward pass).  Inputs and weights are channels-last; on CUDA the forward pass runs
+under autocast (bf16 where supported, else fp16: :mod:`inference.engine.device`); when
+the GPU runs out of memory anywhere in that step the batch is halved and the run goes on
+(:mod:`inference.engine.forward`).
 
 On the CPU batches run in *lanes* (:mod:`inference.engine.lanes`): one thread per core,
 each reading its batch and running the model on it with one torch thread.

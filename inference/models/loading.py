@@ -118,14 +118,15 @@ class LoadedModel:
         return self
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, 3)`` (or one ``(H, W, 3)``) uint8 RGB to the network input.
+        """``(N, H, W, 3)`` (or one ``(H, W, 3)``) uint8 RGB to the network input on
+        :attr:`device`: both halves of the input, on the calling thread.
 
-        Returns ``(N, 3, S, S)`` float32 on :attr:`device`, scaled to 0..1, resized to
-        ``card.input_size`` when H, W differ (bilinear, antialiased), then normalised
-        with the card's mean and std.
+        The array as a uint8 tensor copied to :attr:`device`, then :meth:`to_model_input`.
+        For explanations, training and benchmarks; the engine runs the halves apart (its
+        readers make the uint8 batch, the thread running the forward passes uploads and
+        converts it).  Raises ``ValueError`` for anything but uint8 RGB.
         """
         import torch
-        import torch.nn.functional as F
 
         arr = np.asarray(rgb)
         if arr.ndim == 3:
@@ -135,13 +136,32 @@ class LoadedModel:
                 f"preprocess expects (N, H, W, 3) uint8 RGB; got {arr.shape} {arr.dtype}"
             )
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        return self.to_model_input(x)
+
+    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The device half of preprocessing: a ``(N, H, W, 3)`` uint8 RGB tensor to the
+        network input ``(N, 3, S, S)`` float32, on ``x``'s device (no copy elsewhere).
+
+        Scaled to 0..1, resized to ``card.input_size`` when H, W differ (bilinear,
+        antialiased), then normalised with the card's mean and std.  Every operation
+        runs on ``x``'s device, so the caller decides where and on which thread.
+        Raises ``ValueError`` for anything but a 4-d uint8 tensor with 3 channels last.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+            raise ValueError(
+                f"to_model_input expects an (N, H, W, 3) uint8 tensor; "
+                f"got {tuple(x.shape)} {x.dtype}"
+            )
         x = x.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
         size = self.card.input_size
         if tuple(x.shape[-2:]) != (size, size):
             x = F.interpolate(
                 x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
             )
-        mean, std = self._mean_std()
+        mean, std = self._mean_std(x.device)
         return (x - mean) / std
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
@@ -156,13 +176,14 @@ class LoadedModel:
             return torch.sigmoid(out)
         return out
 
-    def _mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The card's mean and std as ``(1, 3, 1, 1)`` tensors on ``device`` (made once)."""
         import torch
 
-        key = str(self.device)
+        key = str(device)
         if key not in self._norm:
-            mean = torch.tensor(self.card.mean, dtype=torch.float32, device=self.device)
-            std = torch.tensor(self.card.std, dtype=torch.float32, device=self.device)
+            mean = torch.tensor(self.card.mean, dtype=torch.float32, device=device)
+            std = torch.tensor(self.card.std, dtype=torch.float32, device=device)
             self._norm[key] = (mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1))
         return self._norm[key]
 

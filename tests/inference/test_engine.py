@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from inference.core.geometry import Rect
+from inference.engine.device import host_batch
 from inference.engine.job import BatchResult, InferenceJob
 from inference.engine.patches import MissingMppError, make_patch_grid, order_patches
 from inference.engine.prepare import prepare
@@ -129,7 +130,10 @@ class TinyModel:
         self.device = "cpu"
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float() / 255.0
+        return self.to_model_input(torch.from_numpy(np.ascontiguousarray(rgb)))
+
+    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float() / 255.0
         return (x - 0.5) / 0.25
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
@@ -506,12 +510,12 @@ def test_the_cpu_computes_a_batch_of_large_patches_in_cache_sized_chunks() -> No
     model = TinyModel()
     oom = _OomOverTwo(model.module)  # records the size of every forward pass
     model.module = oom
-    x = torch.randn(5, 3, 256, 256)
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 256, 256, 3), np.uint8)
     assert cpu_chunk_patches(256, 256) == 2
-    chunked = Forward(model, "cpu", None)(x)
+    chunked = Forward(model, "cpu", None)(host_batch(rgb))
     assert oom.calls == [2, 2, 1]
     with torch.no_grad():
-        whole = model.postprocess(model.module.inner(x)).numpy()
+        whole = model.postprocess(model.module.inner(model.preprocess(rgb))).numpy()
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
     assert cpu_chunk_patches(32, 32) == 128 and cpu_chunk_patches(1024, 1024) == 1
 

@@ -165,7 +165,10 @@ class DarknessModel:
         self.device = "cpu"
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float() / 255.0
+        return self.to_model_input(torch.from_numpy(np.ascontiguousarray(rgb)))
+
+    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2).float() / 255.0
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=1)
