@@ -11,7 +11,9 @@ redo:
 * ``selection_changed(frozenset_of_ids)``;
 * ``dirty_changed(bool)``: whether there are changes since the last explicit save
   (undoing back to the saved state makes the set clean again);
-* ``history_changed()``: undo/redo availability or their texts may have changed.
+* ``history_changed()``: undo/redo availability or their texts may have changed;
+* ``mpp_changed(mpp)``: the pixel size measurements use changed (:meth:`set_mpp`;
+  not an edit: no undo step, not dirty).
 
 Order is z-order: the first annotation is drawn first (at the bottom); new ones go on
 top.  Undoing a deletion puts annotations back at their old places.
@@ -54,6 +56,7 @@ class AnnotationSet:
     selection_changed = Signal(object)
     dirty_changed = Signal(bool)
     history_changed = Signal()
+    mpp_changed = Signal(object)
 
     def __init__(
         self,
@@ -96,8 +99,16 @@ class AnnotationSet:
 
     @property
     def mpp(self) -> float | None:
-        """Microns per level-0 pixel, ``None`` when the slide does not say."""
+        """Microns per level-0 pixel, ``None`` when unknown."""
         return self._mpp
+
+    def set_mpp(self, mpp: float | None) -> None:
+        """Measure with another pixel size from now on (e.g. one the user typed for a
+        slide that states none); emits ``mpp_changed`` when it differs.  Not an edit."""
+        value = check_mpp(mpp)
+        if value != self._mpp:
+            self._mpp = value
+            self.mpp_changed.emit(value)
 
     @property
     def revision(self) -> int:

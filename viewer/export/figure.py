@@ -75,12 +75,14 @@ def view_compositor(
     caption: str = "",
     pixel_ratio: float = 1.0,
     workers: int = 2,
+    typed_mpp: float | None = None,
 ) -> Compositor:
     """What a canvas of ``scr_size`` shows under ``transform``, ready to compose.
 
     Call on the thread that owns ``layers`` (it snapshots them).  ``pixel_ratio``
     renders the same view with that many output pixels per screen pixel (overlays grow
     with it), e.g. the screen's device pixel ratio, or 2 for a sharper export.
+    ``typed_mpp``: the pixel size the user typed for a slide that states none.
     """
     options = FigureOptions(
         scale_bar=show_scale_bar,
@@ -90,7 +92,8 @@ def view_compositor(
         annotation_legend=False,
     )
     spec = FigureSpec.for_view(transform, scr_size, pixel_ratio=pixel_ratio, options=options)
-    return Compositor(FigureScene.capture(source, layers, annotations), spec, workers=workers)
+    scene = FigureScene.capture(source, layers, annotations, typed_mpp=typed_mpp)
+    return Compositor(scene, spec, workers=workers)
 
 
 def compose_view(
@@ -128,18 +131,21 @@ def region_compositor(
     annotations: Iterable[Annotation] = (),
     options: FigureOptions | None = None,
     workers: int = 2,
+    typed_mpp: float | None = None,
 ) -> Compositor:
-    """A level-0 region at ``um_per_px`` (needs the slide's mpp) or ``l0_per_px``
-    (neither: full resolution), ready to compose.  Call on the thread that owns
-    ``layers``.  :class:`ExportError` for an absurd size or a region off the slide."""
+    """A level-0 region at ``um_per_px`` (needs the slide's mpp, or ``typed_mpp``, one
+    the user typed for a slide that states none) or ``l0_per_px`` (neither: full
+    resolution), ready to compose.  Call on the thread that owns ``layers``.
+    :class:`ExportError` for an absurd size or a region off the slide."""
     spec = FigureSpec.for_region(
         l0_region,
-        mpp=source.info.mpp,
+        mpp=source.info.mpp or typed_mpp,
         um_per_px=um_per_px,
         l0_per_px=l0_per_px,
         options=options,
     )
-    return Compositor(FigureScene.capture(source, layers, annotations), spec, workers=workers)
+    scene = FigureScene.capture(source, layers, annotations, typed_mpp=typed_mpp)
+    return Compositor(scene, spec, workers=workers)
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -395,7 +401,8 @@ def sidecar_document(compositor: Compositor, result: ExportResult) -> dict[str, 
             "source_id": info.source_id,
             "vendor": info.vendor,
             "dimensions": list(info.dimensions),
-            "mpp": info.mpp,
+            "mpp": scene.mpp,
+            "mpp_source": scene.mpp_source,
             "level_read": compositor.level,
             "level_downsample": info.level_downsamples[compositor.level],
         },

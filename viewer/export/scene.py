@@ -301,6 +301,8 @@ class FigureScene:
     visible layers (bottom first), annotations and their style, legends, and records
     for provenance.  ``annotation_key`` asks for a class key of the annotations (when
     they were given directly rather than by a layer that has its own legend).
+    ``typed_mpp``: the pixel size the user typed for a slide that states none (used
+    only then; the provenance says so).
 
     Make it with :meth:`capture` on the thread that owns the layer models.
     """
@@ -312,10 +314,19 @@ class FigureScene:
     annotations: tuple[Annotation, ...] = ()
     annotation_style: AnnotationStyle = field(default_factory=AnnotationStyle)
     annotation_key: bool = True
+    typed_mpp: float | None = None
 
     @property
     def mpp(self) -> float | None:
-        return self.source.info.mpp
+        """µm per level-0 pixel: the slide's own, else the typed one, else ``None``."""
+        return self.source.info.mpp or self.typed_mpp
+
+    @property
+    def mpp_source(self) -> str | None:
+        """Where :attr:`mpp` comes from: ``"slide"``, ``"typed"`` or ``None``."""
+        if self.source.info.mpp:
+            return "slide"
+        return "typed" if self.typed_mpp else None
 
     @classmethod
     def capture(
@@ -325,6 +336,7 @@ class FigureScene:
         annotations: Iterable[Annotation] = (),
         *,
         annotation_style: AnnotationStyle | None = None,
+        typed_mpp: float | None = None,
     ) -> FigureScene:
         """Snapshot ``layers`` (bottom first, e.g. a ``LayerStack``) and ``annotations``.
 
@@ -370,4 +382,5 @@ class FigureScene:
             tuple(drawn_annotations),
             style,
             annotation_key=bool(given) and not from_layer,
+            typed_mpp=typed_mpp,
         )

@@ -30,6 +30,7 @@ class AnnotationLayer(Layer):
             signal.connect(self._on_set_changed)
         annotations.changed.connect(self._on_set_changed)
         annotations.selection_changed.connect(self._on_set_changed)
+        annotations.mpp_changed.connect(self._on_set_changed)  # ruler labels change unit
 
     def _on_set_changed(self, *_: object) -> None:
         self.changed.emit("data")
@@ -41,6 +42,7 @@ class AnnotationLayer(Layer):
             self.annotations.removed,
             self.annotations.changed,
             self.annotations.selection_changed,
+            self.annotations.mpp_changed,
         ):
             signal.disconnect(self._on_set_changed)
 

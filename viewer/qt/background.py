@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 class BackgroundCalls(QObject):
     """``call(fn, on_done, on_error)`` runs ``fn()`` on a daemon thread and then calls
     ``on_done(result)`` or ``on_error(message)`` on the GUI thread.  Errors are caught
-    whatever their type, so a failing call never goes unnoticed or kills anything."""
+    whatever their type, so a failing call never goes unnoticed or kills anything.
+    :meth:`forget` / :meth:`forget_pending` drop the answer of calls whose result is no
+    longer wanted (their slide was closed): the thread finishes, nobody is called."""
 
     _done = Signal(int, object)
     _error = Signal(int, str)
@@ -60,6 +62,14 @@ class BackgroundCalls(QObject):
             signal.emit(call_id, payload)
         except RuntimeError:  # the window closed meanwhile: nobody is left to tell
             log.debug("background call %s finished after its owner was deleted", call_id)
+
+    def forget(self, call_id: int) -> None:
+        """Never call back for ``call_id`` (it still runs to its end, unobserved)."""
+        self._callbacks.pop(call_id, None)
+
+    def forget_pending(self) -> None:
+        """:meth:`forget` every call that has not answered yet."""
+        self._callbacks.clear()
 
     def wait(self, timeout: float = 30.0) -> None:
         """Join running calls (tests and shutdown)."""

@@ -4,6 +4,11 @@ Tasks (inference jobs, explanations) wait in a priority queue; explanations jump
 of bulk jobs.  Each task reports through queued signals, carrying its id, so the GUI
 thread folds results in as they arrive and drops what belongs to a cancelled task.
 The GUI never waits for this thread.
+
+A task made for a slide is submitted with that slide's :class:`SlideTag`, and every
+payload it emits carries the same tag: closing the slide cancels all its tasks
+(:meth:`InferenceWorker.cancel_slide`), and a payload already on its way when that
+happens is recognised and dropped by the GUI-side handler.
 """
 
 from __future__ import annotations
@@ -28,6 +33,20 @@ PRIORITY_EXPLAIN = 0
 PRIORITY_VIEW = 10
 PRIORITY_SLIDE = 20
 
+
+@dataclass(frozen=True)
+class SlideTag:
+    """Which slide, and which opening of it, a task or payload was made for.
+
+    ``source_id`` is the slide's content fingerprint (``SlideInfo.source_id``);
+    ``opening`` tells apart two openings of the same file (close it and open it again:
+    what the first opening asked for is not the second's).
+    """
+
+    source_id: str
+    opening: int = 0
+
+
 #: ``run(cancel, emit)``: do the work, call ``emit(payload)`` for each partial result,
 #: return when done; check ``cancel.is_set()`` between steps.
 TaskBody = Callable[[threading.Event, Callable[[object], None]], None]
@@ -41,6 +60,7 @@ class _Queued:
     body: TaskBody = field(compare=False)
     cancel: threading.Event = field(compare=False)
     label: str = field(compare=False, default="")
+    slide: SlideTag | None = field(compare=False, default=None)
 
 
 class InferenceWorker(QObject):
@@ -63,17 +83,29 @@ class InferenceWorker(QObject):
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._sequence = itertools.count()
-        self._current: _Queued | None = None
+        #: Running tasks, outermost first (a job that let urgent tasks run between two
+        #: of its batches stays here under them, see :meth:`run_urgent`).
+        self._running: list[_Queued] = []
         self._stopping = False
         self._thread_object: threading.Thread | None = None
         self._thread = _WorkerThread(self._loop)
         self._thread.setObjectName("slidelens-inference")
         self._thread.start()
 
-    def submit(self, body: TaskBody, *, priority: int = PRIORITY_SLIDE, label: str = "") -> int:
-        """Queue a task; returns its id at once."""
+    def submit(
+        self,
+        body: TaskBody,
+        *,
+        priority: int = PRIORITY_SLIDE,
+        label: str = "",
+        slide: SlideTag | None = None,
+    ) -> int:
+        """Queue a task; returns its id at once.  ``slide``: the slide it works for
+        (:meth:`cancel_slide` cancels it with the slide's other tasks)."""
         task_id = next(self._ids)
-        item = _Queued(priority, next(self._sequence), task_id, body, threading.Event(), label)
+        item = _Queued(
+            priority, next(self._sequence), task_id, body, threading.Event(), label, slide
+        )
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the inference worker has stopped")
@@ -81,28 +113,39 @@ class InferenceWorker(QObject):
             self._cond.notify()
         return task_id
 
+    @property
+    def _current(self) -> _Queued | None:
+        """The task running now (the innermost, when a job let urgent ones run)."""
+        return self._running[-1] if self._running else None
+
     def cancel(self, task_id: int) -> None:
-        """Cancel a queued task (it never starts) or the running one (stops at its next check)."""
+        """Cancel a queued task (it never starts) or a running one (stops at its next check)."""
         with self._cond:
-            for item in self._queue:
+            for item in [*self._queue, *self._running]:
                 if item.task_id == task_id:
                     item.cancel.set()
-            if self._current is not None and self._current.task_id == task_id:
-                self._current.cancel.set()
+
+    def cancel_slide(self, slide: SlideTag) -> list[int]:
+        """Cancel every queued and running task submitted for ``slide``; returns their ids.
+        Each still reports ``finished(task_id, True)``."""
+        with self._cond:
+            items = [item for item in [*self._queue, *self._running] if item.slide == slide]
+            for item in items:
+                item.cancel.set()
+        return [item.task_id for item in items]
 
     def cancel_all(self) -> None:
         with self._cond:
-            for item in self._queue:
+            for item in [*self._queue, *self._running]:
                 item.cancel.set()
-            if self._current is not None:
-                self._current.cancel.set()
 
     def pending(self) -> list[tuple[int, str]]:
-        """``(task_id, label)`` of the running task, then the queued ones in order."""
+        """``(task_id, label)`` of the running tasks (innermost first), then the queued
+        ones in order."""
         with self._cond:
             items = sorted(self._queue)
-            current = [self._current] if self._current else []
-        return [(i.task_id, i.label) for i in current + items]
+            running = list(reversed(self._running))
+        return [(i.task_id, i.label) for i in running + items]
 
     def run_urgent(self) -> int:
         """Run, now and on this (the worker's) thread, every queued task more urgent than
@@ -122,26 +165,24 @@ class InferenceWorker(QObject):
                 if outer is None or not self._queue or self._queue[0].priority >= outer.priority:
                     return ran
                 item = heapq.heappop(self._queue)
-                self._current = item
+                self._running.append(item)
             try:
                 self._run_one(item)
             finally:
                 with self._cond:
-                    self._current = outer
+                    self._running.remove(item)
             ran += 1
 
     def is_idle(self) -> bool:
         with self._cond:
-            return self._current is None and not self._queue
+            return not self._running and not self._queue
 
     def stop(self, timeout_ms: int = 10_000) -> None:
         """Cancel everything and join the thread."""
         with self._cond:
             self._stopping = True
-            for item in self._queue:
+            for item in [*self._queue, *self._running]:
                 item.cancel.set()
-            if self._current is not None:
-                self._current.cancel.set()
             self._cond.notify_all()
         self._thread.wait(timeout_ms)
 
@@ -153,12 +194,12 @@ class InferenceWorker(QObject):
                 if self._stopping:
                     return
                 item = heapq.heappop(self._queue)
-                self._current = item
+                self._running.append(item)
             try:
                 self._run_one(item)
             finally:
                 with self._cond:
-                    self._current = None
+                    self._running.remove(item)
 
     def _run_one(self, item: _Queued) -> None:
         if item.cancel.is_set():

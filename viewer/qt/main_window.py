@@ -2,6 +2,9 @@
 
 The menus and toolbar are built by :mod:`window_menus`, the status bar labels by
 :mod:`window_status`, the side panels by the controllers (see :mod:`window_docks`).
+The window owns the open slide's effective pixel size (:class:`SlidePixelSize`: the
+slide's own, else the one the user typed for it); the scale bar, measurements, model
+jobs, explanations and figures read it, and follow its ``changed`` event.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
 
 from inference.core.geometry import scale_for_magnification
 from inference.slides import SlideSource
+from viewer.pixel_size import SlidePixelSize, TypedPixelSizes
 from viewer.qt.canvas.overview import OverviewMap
 from viewer.qt.canvas.slide_canvas import SlideCanvas
 from viewer.qt.canvas.tile_bridge import TileBridge
@@ -55,15 +59,19 @@ class MainWindow(QMainWindow):
         self.canvas = SlideCanvas(self.bridge, self)
         self.setCentralWidget(self.canvas)
         self.overview = OverviewMap(self.canvas.viewport, self.canvas)
-        self.analysis = AnalysisController(self, self.canvas, self.settings)
-        self.annotations = AnnotationController(self, self.canvas)
-        self.exports = ExportController(self, self.canvas)
+        self.pixel_size = SlidePixelSize(TypedPixelSizes())
+        self.analysis = AnalysisController(
+            self, self.canvas, self.settings, pixel_size=self.pixel_size
+        )
+        self.annotations = AnnotationController(self, self.canvas, pixel_size=self.pixel_size)
+        self.exports = ExportController(self, self.canvas, self.pixel_size)
         self.explain = ExplainController(
             self,
             self.canvas,
             self.analysis.worker,
             self.analysis.jobs.pool,
             self.analysis.models_panel,
+            pixel_size=self.pixel_size,
         )
         # one tab group on the right: models, annotations, explanations; layers and
         # metrics below (tabified once, all together, or Qt leaves a stale tab bar)
@@ -84,6 +92,9 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_left.connect(self.status_labels.clear_cursor)
         self.canvas.cursor_left.connect(lambda: self.analysis.values_label.setText(""))
         self.canvas.installEventFilter(self)
+        self.pixel_size.changed.connect(self._on_pixel_size_changed)
+        if self.pixel_size.store.problem:
+            self.statusBar().showMessage(self.pixel_size.store.problem, 15000)
         self._update_actions()
 
     @property
@@ -122,8 +133,10 @@ class MainWindow(QMainWindow):
             self.annotations.slide_closed()
         self.current = opened
         self.last_error = None
+        self.pixel_size.set_slide(opened.source.info)
         self.analysis.slide_opened(opened)
         self.canvas.set_slide(opened.source, opened.thumbnail)
+        self.canvas.set_mpp(self.pixel_size.mpp)
         self.overview.set_thumbnail(opened.thumbnail)
         self.place_overview()
         if previous is not None:
@@ -135,7 +148,14 @@ class MainWindow(QMainWindow):
         self.exports.set_slide(opened)
         self.explain.set_slide(opened)
         info = opened.source.info
-        mpp = f"{info.mpp:.3f} µm/px" if info.mpp else "no pixel size (measurements in px)"
+        typed = self.pixel_size.typed
+        mpp = (
+            f"{info.mpp:.3f} µm/px"
+            if info.mpp
+            else f"{typed:.3f} µm/px (typed)"
+            if typed
+            else "no pixel size (measurements in px)"
+        )
         self.statusBar().showMessage(
             f"{opened.path.name}: {info.dimensions[0]:,} x {info.dimensions[1]:,} px, "
             f"{info.vendor}, {mpp}",
@@ -168,6 +188,7 @@ class MainWindow(QMainWindow):
         self.analysis.slide_closed()
         self.exports.set_slide(None)
         self.explain.set_slide(None)
+        self.pixel_size.set_slide(None)
         self.bridge.release_source(self.current.source)
         self.current = None
         self.canvas.clear_slide()
@@ -183,16 +204,19 @@ class MainWindow(QMainWindow):
 
     # -- view -------------------------------------------------------------------------
     def set_magnification(self, magnification: float) -> None:
+        """Zoom to an apparent magnification, counted per device pixel (see
+        :func:`~inference.core.geometry.magnification_at`)."""
         if self.current is None:
             return
         info = self.current.source.info
-        scale = scale_for_magnification(magnification, info.mpp, info.objective_power)
+        mpp = self.pixel_size.mpp
+        scale = scale_for_magnification(magnification, mpp, info.objective_power)
         if scale is None:
             self.statusBar().showMessage(
                 "This slide states neither pixel size nor objective power; use 1:1 instead", 6000
             )
             return
-        self.canvas.viewport.set_scale(scale)
+        self.canvas.viewport.set_dev_scale(scale)
 
     def place_overview(self) -> None:
         """Show the overview map in the canvas's top right corner, if its action says so
@@ -212,7 +236,15 @@ class MainWindow(QMainWindow):
         return False
 
     def _update_actions(self) -> None:
-        self.menus.update_enabled(self.current.source.info if self.current is not None else None)
+        info = self.current.source.info if self.current is not None else None
+        self.menus.update_enabled(info, self.pixel_size.mpp)
+
+    def _on_pixel_size_changed(self, mpp: float | None) -> None:
+        """The open slide's pixel size was typed or changed: scale bar, magnification."""
+        if self.current is not None and self.canvas.source is self.current.source:
+            self.canvas.set_mpp(mpp)
+        self._update_actions()
+        self._update_view_status()
 
     def _update_view_status(self) -> None:
         self.status_labels.show_view(self.canvas, self.current is not None)
@@ -220,14 +252,17 @@ class MainWindow(QMainWindow):
     def _update_cursor_status(self, l0_x: float, l0_y: float) -> None:
         if self.current is None:
             return
-        if self.status_labels.show_cursor(self.current.source.info, l0_x, l0_y):
+        info, mpp = self.current.source.info, self.pixel_size.mpp
+        if self.status_labels.show_cursor(info, l0_x, l0_y, mpp):
             self.analysis.update_values(l0_x, l0_y)
 
     # -- dialogs ----------------------------------------------------------------------
     def show_properties(self) -> SlidePropertiesDialog | None:
         if self.current is None:
             return None
-        dialog = SlidePropertiesDialog(self.current.source.info, self.current.associated, self)
+        dialog = SlidePropertiesDialog(
+            self.current.source.info, self.current.associated, self, self.pixel_size
+        )
         dialog.open()
         return dialog
 

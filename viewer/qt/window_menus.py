@@ -78,7 +78,7 @@ class WindowMenus:
         self.fit_action = action("&Fit slide", lambda: viewport.fit(), "fa5s.expand", "0")
         self.one_to_one_action = action(
             "1:1 (one slide pixel per screen pixel)",
-            lambda: viewport.set_scale(1.0),
+            lambda: viewport.set_dev_scale(1.0),  # per device pixel: sharp on HiDPI
             "fa5s.search",
             "1",
         )
@@ -171,8 +171,9 @@ class WindowMenus:
         toolbar.addAction(self.overview_action)
         self.window.addToolBar(toolbar)
 
-    def update_enabled(self, info: SlideInfo | None) -> None:
-        """Enable what needs a slide when one (with ``info``) is open."""
+    def update_enabled(self, info: SlideInfo | None, mpp: float | None = None) -> None:
+        """Enable what needs a slide when one (with ``info``; ``mpp``: its effective
+        pixel size, when the user typed one) is open."""
         for action in (
             self.close_action,
             self.properties_action,
@@ -184,7 +185,7 @@ class WindowMenus:
         ):
             action.setEnabled(info is not None)
         if info is not None:
-            can_mag = bool(info.mpp or info.objective_power)
+            can_mag = bool(info.mpp or mpp or info.objective_power)
             for action in self.magnification_actions:
                 action.setEnabled(can_mag)
                 if not can_mag:

@@ -25,25 +25,30 @@ class StatusLabels:
         status.showMessage(WELCOME)
 
     def show_view(self, canvas: SlideCanvas, slide_open: bool) -> None:
-        """The canvas's magnification and zoom (blank without a slide)."""
+        """The canvas's magnification and zoom (blank without a slide), both per device
+        pixel: "zoom 100%" is one slide pixel per device pixel, on a HiDPI screen too."""
         if not slide_open:
             self.magnification_label.setText("")
             self.zoom_label.setText("")
             return
         mag = canvas.magnification()
         self.magnification_label.setText(f"{mag:.1f}x" if mag is not None else "mag: n/a")
-        self.zoom_label.setText(f"zoom {canvas.viewport.scale * 100:.3g}%")
+        self.zoom_label.setText(f"zoom {canvas.viewport.dev_scale * 100:.3g}%")
 
-    def show_cursor(self, info: SlideInfo, l0_x: float, l0_y: float) -> bool:
-        """Where the cursor is, in px (and µm when the slide has a pixel size).  Returns
-        whether it is over the slide (the label is blank when not)."""
+    def show_cursor(
+        self, info: SlideInfo, l0_x: float, l0_y: float, mpp: float | None = None
+    ) -> bool:
+        """Where the cursor is, in px (and µm when the slide has a pixel size: ``mpp``,
+        the effective one, else the slide's own).  Returns whether it is over the slide
+        (the label is blank when not)."""
         l0_w, l0_h = info.dimensions
         if not (0 <= l0_x < l0_w and 0 <= l0_y < l0_h):
             self.cursor_label.setText("")
             return False
         text = f"x {l0_x:,.0f}  y {l0_y:,.0f} px"
-        if info.mpp:
-            text += f"  ({l0_x * info.mpp:,.1f}, {l0_y * info.mpp:,.1f} µm)"
+        mpp = mpp or info.mpp
+        if mpp:
+            text += f"  ({l0_x * mpp:,.1f}, {l0_y * mpp:,.1f} µm)"
         self.cursor_label.setText(text)
         return True
 

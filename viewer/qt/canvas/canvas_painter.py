@@ -3,6 +3,11 @@ ones), the layers, overlays and the active tool, then the scale bar and the lege
 
 It also moves the frame on screen for a pan by whole pixels, so that only the strips
 that came into view are painted again.
+
+Everything is placed per *device* pixel (``viewport.device_pixel_ratio`` device px per
+screen px): tile edges fall on whole device pixels, so at "1:1" each slide pixel is one
+device pixel; the scale bar and the legend are rendered at the device resolution (as
+an export of the view at that pixel ratio renders them) and drawn at their logical size.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from PySide6.QtCore import QObject, QRect, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QRegion
 from PySide6.QtWidgets import QWidget
 
-from inference.core.geometry import Rect, ViewTransform
+from inference.core.geometry import Rect, ViewTransform, dev_to_scr, scr_to_dev
 from inference.slides import SlideSource
 from viewer.export.legend_render import render_legends
 from viewer.export.scale_bar_render import bottom_left, bottom_right, render_scale_bar
@@ -64,6 +69,10 @@ class PaintedCanvas(ToolCanvas, Protocol):
     def show_scale_bar(self) -> bool: ...
 
     @property
+    def mpp(self) -> float | None:
+        """µm per level-0 pixel the scale bar uses (``None``: unknown, bar in px)."""
+
+    @property
     def show_legend(self) -> bool: ...
 
     @property
@@ -96,14 +105,56 @@ class PaintedCanvas(ToolCanvas, Protocol):
 OverlayPainter = Callable[[QPainter, PaintedCanvas], None]
 
 
-def _scr_box(t: ViewTransform, l0_x0: float, l0_y0: float, l0_x1: float, l0_y1: float) -> QRect:
-    """Integer screen rectangle of level-0 corners (rounded, so neighbours share edges)."""
-    s = t.scale
-    x0 = math.floor((l0_x0 - t.l0_x) * s + 0.5)
-    y0 = math.floor((l0_y0 - t.l0_y) * s + 0.5)
-    x1 = math.floor((l0_x1 - t.l0_x) * s + 0.5)
-    y1 = math.floor((l0_y1 - t.l0_y) * s + 0.5)
-    return QRect(x0, y0, x1 - x0, y1 - y0)
+def _scr_box(
+    t: ViewTransform,
+    dev_per_scr: float,
+    l0_x0: float,
+    l0_y0: float,
+    l0_x1: float,
+    l0_y1: float,
+) -> QRectF:
+    """Screen rectangle of level-0 corners whose edges are rounded to whole *device*
+    pixels (``dev_per_scr`` per screen pixel), so neighbours share edges exactly and a
+    tile at its level's own scale covers exactly its pixels on the device."""
+    dev = t.to_device(dev_per_scr)
+    s = dev.scale
+    dev_x0 = math.floor((l0_x0 - dev.l0_x) * s + 0.5)
+    dev_y0 = math.floor((l0_y0 - dev.l0_y) * s + 0.5)
+    dev_x1 = math.floor((l0_x1 - dev.l0_x) * s + 0.5)
+    dev_y1 = math.floor((l0_y1 - dev.l0_y) * s + 0.5)
+    return QRectF(
+        dev_to_scr(dev_x0, dev_per_scr),
+        dev_to_scr(dev_y0, dev_per_scr),
+        dev_to_scr(dev_x1 - dev_x0, dev_per_scr),
+        dev_to_scr(dev_y1 - dev_y0, dev_per_scr),
+    )
+
+
+def _hidpi_image(rgba: np.ndarray, dev_per_scr: float) -> QImage | None:
+    """:func:`_rgba_to_qimage` of an overlay rendered at device resolution: drawn at
+    ``1 / dev_per_scr`` of its pixel size in screen pixels."""
+    image = _rgba_to_qimage(rgba)
+    if image is not None:
+        image.setDevicePixelRatio(dev_per_scr)
+    return image
+
+
+def _corner_scr_rect(
+    corner: Callable[..., tuple[int, int]], canvas: PaintedCanvas, image: QImage
+) -> QRectF:
+    """Where a corner overlay rendered at device resolution goes: placed in device pixels
+    by ``corner`` (:func:`bottom_left`, :func:`bottom_right`) with margins grown by the
+    device pixel ratio, as an export of the view at that ratio places it."""
+    ratio = canvas.viewport.device_pixel_ratio
+    dev_w = round(scr_to_dev(canvas.width(), ratio))
+    dev_h = round(scr_to_dev(canvas.height(), ratio))
+    dev_x, dev_y = corner(dev_w, dev_h, image.width(), image.height(), ratio)
+    return QRectF(
+        dev_to_scr(dev_x, ratio),
+        dev_to_scr(dev_y, ratio),
+        dev_to_scr(image.width(), ratio),
+        dev_to_scr(image.height(), ratio),
+    )
 
 
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage | None:
@@ -125,9 +176,9 @@ class CanvasPainter:
     def __init__(self, canvas: PaintedCanvas) -> None:
         self._canvas = canvas
         self._layer_painter = LayerPainter()
-        self._legend_key: tuple[Legend, ...] = ()
+        self._legend_key: tuple[tuple[Legend, ...], float] = ((), 1.0)
         self._legend_image: QImage | None = None
-        self._scale_bar_key: tuple[float, float | None] | None = None
+        self._scale_bar_key: tuple[float, float | None, float] | None = None
         self._scale_bar_image: QImage | None = None
         self._paint_transform: ViewTransform | None = None
         self.paint_count = 0
@@ -139,11 +190,21 @@ class CanvasPainter:
     def _transform(self) -> ViewTransform:
         return self._paint_transform or self._canvas.viewport.transform()
 
-    def scr_rect(self, l0_rect: Rect) -> QRect:
-        """Integer screen rectangle of a level-0 rectangle; neighbours share edges exactly."""
-        return _scr_box(self._transform(), l0_rect.x, l0_rect.y, l0_rect.right, l0_rect.bottom)
+    def _ratio(self) -> float:
+        return self._canvas.viewport.device_pixel_ratio
 
-    def _tile_scr_rect(self, level: int, t_col: int, t_row: int) -> QRect:
+    def scr_rect(self, l0_rect: Rect) -> QRectF:
+        """Screen rectangle of a level-0 rectangle, its edges on whole device pixels;
+        neighbours share edges exactly."""
+        return _scr_box(
+            self._transform(), self._ratio(), l0_rect.x, l0_rect.y, l0_rect.right, l0_rect.bottom
+        )
+
+    def scr_update_rect(self, l0_rect: Rect) -> QRect:
+        """The whole screen pixels :meth:`scr_rect` touches (for update regions)."""
+        return self.scr_rect(l0_rect).toAlignedRect()
+
+    def _tile_scr_rect(self, level: int, t_col: int, t_row: int) -> QRectF:
         """Screen rectangle of a tile: the arithmetic of ``grids.tile_l0_rect`` and
         :meth:`scr_rect` inlined, since a paint does this for every tile on screen."""
         grids = self._canvas.grids
@@ -154,16 +215,19 @@ class CanvasPainter:
         lv_x, lv_y = t_col * size, t_row * size
         lv_x1 = min(lv_x + size, grid.lv_width)
         lv_y1 = min(lv_y + size, grid.lv_height)
-        return _scr_box(self._transform(), lv_x * ds, lv_y * ds, lv_x1 * ds, lv_y1 * ds)
+        return _scr_box(
+            self._transform(), self._ratio(), lv_x * ds, lv_y * ds, lv_x1 * ds, lv_y1 * ds
+        )
 
     # -- scrolling --------------------------------------------------------------------
     def scroll_shown_frame(self, shown: ViewTransform, now: ViewTransform) -> bool:
         """Pan what is on screen by whole pixels instead of painting it all again.
 
-        Only for a pure pan by whole screen pixels (a mouse drag) with no tool drawing
-        on top: the frame is moved in the backing store, and only the strips that
-        came into view, the scale bar, the legend and the child widgets (which stay
-        put on screen) are painted.  Returns whether it did so.
+        Only for a pure pan by whole screen pixels that are whole device pixels too (a
+        mouse drag) with no tool drawing on top: the frame is moved in the backing
+        store, and only the strips that came into view, the scale bar, the legend and
+        the child widgets (which stay put on screen) are painted.  Returns whether it
+        did so.
         """
         canvas = self._canvas
         if canvas.tool is not None or canvas.source is None or not canvas.isVisible():
@@ -174,6 +238,12 @@ class CanvasPainter:
         scr_dy = (shown.l0_y - now.l0_y) * now.scale
         dx, dy = round(scr_dx), round(scr_dy)
         if abs(scr_dx - dx) > 1e-6 or abs(scr_dy - dy) > 1e-6:
+            return False
+        # tiles sit on whole device pixels: a shift by a fraction of one would not
+        # reproduce a fresh paint (fractional ratios such as 1.5)
+        ratio = self._ratio()
+        dev_dx, dev_dy = scr_to_dev(dx, ratio), scr_to_dev(dy, ratio)
+        if abs(dev_dx - round(dev_dx)) > 1e-6 or abs(dev_dy - round(dev_dy)) > 1e-6:
             return False
         if abs(dx) >= canvas.width() or abs(dy) >= canvas.height():
             return False
@@ -186,28 +256,17 @@ class CanvasPainter:
     def _screen_fixed_rects(self) -> list[QRect]:
         """Where the canvas shows things that do not move with the slide."""
         canvas = self._canvas
-        w, h = canvas.width(), canvas.height()
         rects = [
             child.geometry()
             for child in canvas.children()
             if isinstance(child, QWidget) and child.isVisible()
         ]
         if canvas.show_scale_bar and self._scale_bar_image is not None:
-            image = self._scale_bar_image
-            rects.append(
-                QRect(
-                    *bottom_left(w, h, image.width(), image.height()), image.width(), image.height()
-                )
-            )
+            bar = _corner_scr_rect(bottom_left, canvas, self._scale_bar_image)
+            rects.append(bar.toAlignedRect())
         if canvas.show_legend and self._legend_image is not None:
-            image = self._legend_image
-            rects.append(
-                QRect(
-                    *bottom_right(w, h, image.width(), image.height()),
-                    image.width(),
-                    image.height(),
-                )
-            )
+            legend = _corner_scr_rect(bottom_right, canvas, self._legend_image)
+            rects.append(legend.toAlignedRect())
         return rects
 
     # -- painting ---------------------------------------------------------------------
@@ -242,13 +301,14 @@ class CanvasPainter:
             return
         # only around the slide: the slide's own area is painted over anyway
         slide = self.scr_rect(Rect(0, 0, *canvas.source.info.dimensions))
-        w, h = canvas.width(), canvas.height()
-        top, bottom = max(0, slide.top()), min(h, slide.bottom() + 1)
+        w, h = float(canvas.width()), float(canvas.height())
+        top, bottom = max(0.0, slide.top()), min(h, slide.bottom())
+        left, right = max(0.0, slide.left()), min(w, slide.right())
         for part in (
-            QRect(0, 0, w, top),
-            QRect(0, bottom, w, h - bottom),
-            QRect(0, top, max(0, slide.left()), bottom - top),
-            QRect(slide.right() + 1, top, w - slide.right() - 1, bottom - top),
+            QRectF(0, 0, w, top),
+            QRectF(0, bottom, w, h - bottom),
+            QRectF(0, top, left, bottom - top),
+            QRectF(right, top, w - right, bottom - top),
         ):
             if part.width() > 0 and part.height() > 0:
                 painter.fillRect(part, BACKGROUND)
@@ -256,31 +316,28 @@ class CanvasPainter:
     def _paint_legend(self, painter: QPainter) -> None:
         canvas = self._canvas
         legends = canvas.legends()
-        if legends != self._legend_key:
-            self._legend_key = legends
-            self._legend_image = _rgba_to_qimage(render_legends(legends))
+        ratio = self._ratio()
+        if (legends, ratio) != self._legend_key:
+            self._legend_key = (legends, ratio)
+            self._legend_image = _hidpi_image(render_legends(legends, ratio), ratio)
         image = self._legend_image
         if image is not None:
-            painter.drawImage(
-                *bottom_right(canvas.width(), canvas.height(), image.width(), image.height()),
-                image,
-            )
+            painter.drawImage(_corner_scr_rect(bottom_right, canvas, image), image)
 
     def _paint_scale_bar(self, painter: QPainter) -> None:
         canvas = self._canvas
         assert canvas.source is not None
-        mpp = canvas.source.info.mpp
-        key = (canvas.viewport.scale, mpp)
+        mpp = canvas.mpp
+        ratio = self._ratio()
+        key = (canvas.viewport.scale, mpp, ratio)
         if key != self._scale_bar_key:
             self._scale_bar_key = key
-            bar = render_scale_bar(1.0 / canvas.viewport.scale, mpp)
-            self._scale_bar_image = _rgba_to_qimage(bar.rgba) if bar is not None else None
+            # per device pixel and grown by the ratio: the bar of an export at this ratio
+            bar = render_scale_bar(1.0 / canvas.viewport.dev_scale, mpp, ratio)
+            self._scale_bar_image = _hidpi_image(bar.rgba, ratio) if bar is not None else None
         image = self._scale_bar_image
         if image is not None:
-            painter.drawImage(
-                *bottom_left(canvas.width(), canvas.height(), image.width(), image.height()),
-                image,
-            )
+            painter.drawImage(_corner_scr_rect(bottom_left, canvas, image), image)
 
     def _paint_slide(self, painter: QPainter, region: QRegion) -> None:
         canvas = self._canvas
@@ -294,13 +351,13 @@ class CanvasPainter:
         # settled draws them smoothly (see SlideCanvas._on_view_changed)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not canvas.moving)
         missing: list[tuple[int, int]] = []
-        ready: list[tuple[QRect, QImage]] = []
+        ready: list[tuple[QRectF, QImage]] = []
         for t_col, t_row in plan.visible:
             tile = cache.get(TileKey(source_id, plan.level, t_col, t_row))
             target = self._tile_scr_rect(plan.level, t_col, t_row)
             if isinstance(tile, DecodedTile):
                 # after a pan only the strips that came into view are painted
-                if region.intersects(target):
+                if region.intersects(target.toAlignedRect()):
                     ready.append((target, tile.image))
             else:
                 missing.append((t_col, t_row))
@@ -376,4 +433,4 @@ class CanvasPainter:
             return
         sx, sy = thumbnail.width() / l0_w, thumbnail.height() / l0_h
         source_rect = QRectF(area.x * sx, area.y * sy, area.w * sx, area.h * sy)
-        painter.drawImage(QRectF(self.scr_rect(area)), thumbnail, source_rect)
+        painter.drawImage(self.scr_rect(area), thumbnail, source_rect)

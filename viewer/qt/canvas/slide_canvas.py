@@ -1,11 +1,16 @@
 """The slide canvas: a widget that shows one slide like a map.  It holds the view state
 (slide, viewport, layers, active tool), asks for the tiles the view needs and schedules
 repaints; :mod:`canvas_painter` paints it and :mod:`canvas_input` turns input into
-viewport changes.  It never reads a slide."""
+viewport changes.  It never reads a slide.
+
+On a HiDPI screen the canvas works per device pixel: it keeps the viewport's
+``device_pixel_ratio`` equal to its own (also when the window moves to another
+screen), so the level it reads, the zoom "1:1" and the magnification are per device
+pixel, and what it paints is what an export of the view at that ratio shows."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -16,6 +21,7 @@ from PySide6.QtGui import (
     QPen,
     QRegion,
     QResizeEvent,
+    QShowEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
@@ -68,6 +74,9 @@ class SlideCanvas(QWidget):
         self.thumbnail: QImage | None = None
         self.plan: ViewPlan | None = None
         self.show_scale_bar = True
+        #: µm per level-0 pixel for the scale bar and magnification: the slide's own
+        #: (set with the slide), or the effective one the window gives (:meth:`set_mpp`).
+        self.mpp: float | None = None
         self.layers = LayerStack()
         for signal in (self.layers.inserted, self.layers.removed, self.layers.moved):
             signal.connect(self._on_layers_changed)
@@ -81,9 +90,9 @@ class SlideCanvas(QWidget):
         self._settle_timer.setSingleShot(True)
         self._settle_timer.setInterval(SETTLE_MS)
         self._settle_timer.timeout.connect(self._settled)
-        #: The view (and screen size) the frame on screen shows, or will once the
-        #: pending paints are done.
-        self._shown: tuple[ViewTransform | None, tuple[int, int]] = (None, (0, 0))
+        #: The view (screen size, device pixel ratio) the frame on screen shows, or will
+        #: once the pending paints are done.
+        self._shown: tuple[ViewTransform | None, tuple[int, int], float] = (None, (0, 0), 1.0)
         self._tile_repaint = QTimer(self)
         self._tile_repaint.setSingleShot(True)
         self._tile_repaint.setInterval(TILE_REPAINT_MS)
@@ -115,14 +124,25 @@ class SlideCanvas(QWidget):
     def set_slide(self, source: SlideSource, thumbnail: QImage | None) -> None:
         """Show a slide that was opened (and thumbnailed) off the GUI thread."""
         self.source = source
+        self.mpp = source.info.mpp
         self.grids = TileGridSet(source.info)
         self.thumbnail = thumbnail
         self.bridge.add_source(source, self.grids)
+        self.sync_device_pixel_ratio()
         self.viewport.resize(self.width(), self.height())
-        self.viewport.set_slide_size(*source.info.dimensions)
+        self.viewport.set_slide_size(*source.info.dimensions, source.info.l0_bounds)
+
+    def set_mpp(self, mpp: float | None) -> None:
+        """The pixel size to show the slide with (e.g. one the user typed for a slide
+        that states none; ``None``: unknown, the scale bar is in px)."""
+        if mpp != self.mpp:
+            self.mpp = mpp
+            self.update()
+            self.view_changed.emit()  # the magnification may have changed
 
     def clear_slide(self) -> None:
         self.source = None
+        self.mpp = None
         self.grids = None
         self.thumbnail = None
         self.plan = None
@@ -145,12 +165,14 @@ class SlideCanvas(QWidget):
         self.moving = True
         self._settle_timer.start()
         self._request_tiles()
-        shown, shown_size = self._shown
+        shown, shown_size, shown_ratio = self._shown
         now = self.viewport.transform()
-        self._shown = (now, self.viewport.scr_size)
+        ratio = self.viewport.device_pixel_ratio
+        self._shown = (now, self.viewport.scr_size, ratio)
         if (
             shown is None
             or shown_size != self.viewport.scr_size
+            or shown_ratio != ratio
             or not self._painter.scroll_shown_frame(shown, now)
         ):
             self.update()
@@ -164,7 +186,13 @@ class SlideCanvas(QWidget):
         if self.grids is None or self.source is None:
             return
         scr_w, scr_h = self.viewport.scr_size
-        self.plan = plan_view(self.grids, self.viewport.transform(), scr_w, scr_h)
+        self.plan = plan_view(
+            self.grids,
+            self.viewport.transform(),
+            scr_w,
+            scr_h,
+            self.viewport.device_pixel_ratio,
+        )
         source_id = self.source.info.source_id
         plan = self.plan
         keys = [TileKey(source_id, plan.coarse_level, c, r) for c, r in plan.coarse_visible]
@@ -197,7 +225,7 @@ class SlideCanvas(QWidget):
             if key.level < self.grids.level_count:
                 l0_rect = self.grids.tile_l0_rect(key.level, key.t_col, key.t_row)
                 # a pixel of margin: smooth scaling reaches a little past a tile's edge
-                region += self._painter.scr_rect(l0_rect).adjusted(-1, -1, 1, 1)
+                region += self._painter.scr_update_rect(l0_rect).adjusted(-1, -1, 1, 1)
         self.update(region.intersected(self.rect()))
 
     def visible_tiles_ready(self) -> bool:
@@ -212,7 +240,25 @@ class SlideCanvas(QWidget):
         )
 
     # -- painting ---------------------------------------------------------------------
+    def sync_device_pixel_ratio(self) -> None:
+        """Give the viewport this widget's device pixel ratio (a no-op when unchanged)."""
+        self.viewport.set_device_pixel_ratio(self.devicePixelRatioF())
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() in (
+            QEvent.Type.DevicePixelRatioChange,
+            QEvent.Type.ScreenChangeInternal,
+        ):
+            self.sync_device_pixel_ratio()
+        return super().event(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.sync_device_pixel_ratio()
+        super().showEvent(event)
+
     def paintEvent(self, event: QPaintEvent) -> None:
+        # a safety net: Qt announces ratio changes, but a paint must never use a stale one
+        self.sync_device_pixel_ratio()
         if self.source is not None and self.grids is not None and self.plan is None:
             self._request_tiles()
         painter = QPainter(self)
@@ -259,10 +305,13 @@ class SlideCanvas(QWidget):
 
     # -- facts for the status bar -----------------------------------------------------
     def magnification(self) -> float | None:
+        """The apparent magnification, per device pixel (see
+        :func:`~inference.core.geometry.magnification_at`): 40x on a 0.25 µm/px slide is
+        one slide pixel per device pixel on any screen."""
         if self.source is None:
             return None
         info = self.source.info
-        return magnification_at(self.viewport.scale, info.mpp, info.objective_power)
+        return magnification_at(self.viewport.dev_scale, self.mpp, info.objective_power)
 
     def pen_for_outline(self) -> QPen:
         return QPen(QColor(255, 255, 255), 1)

@@ -2,7 +2,10 @@
 runs, ground truth, tissue mask, and what the layers say under the cursor.
 
 The main window tells this controller when a slide opens or closes; everything else
-(docks, actions, worker messages) is wired here.
+(docks, actions, worker messages) is wired here.  Closing a slide cancels what was
+asked for it (model jobs, cache restores, ground truth and tissue masks being read).
+A slide that states no pixel size runs models at the one the user typed for it
+(asked once per slide, see :mod:`viewer.pixel_size`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox
 
 from inference.core.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
+from viewer.pixel_size import SlidePixelSize
+from viewer.qt import dialogs
 from viewer.qt.actions import make_action
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.controllers.inference_jobs import InferenceJobs, JobSpec, Scope
 from viewer.qt.controllers.reference_layers import ReferenceLayers
-from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.messages import show_warning
 from viewer.qt.panels.job_status import JobStatus
@@ -48,11 +52,13 @@ class AnalysisController(QObject):
         canvas: SlideCanvas,
         settings: Settings,
         cache_folder: Path | None = None,
+        pixel_size: SlidePixelSize | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
         self.canvas = canvas
         self.settings = settings
+        self.pixel_size = pixel_size if pixel_size is not None else SlidePixelSize()
         self.opened: OpenedSlide | None = None
         self.worker = InferenceWorker(self)
         self.jobs = InferenceJobs(self.worker, canvas.layers, cache_folder, self)
@@ -93,6 +99,7 @@ class AnalysisController(QObject):
         self.jobs.device_info.connect(
             lambda info: self.models_panel.set_cuda_available(info["cuda"])
         )
+        self.pixel_size.changed.connect(self._on_pixel_size_changed)
         self._build_actions()
 
     # -- actions ----------------------------------------------------------------------
@@ -168,13 +175,16 @@ class AnalysisController(QObject):
         self.slide_closed()
         self.opened = opened
         self.metrics_panel.set_slide(opened.source)
-        self.jobs.restore_cached(opened.source.info.source_id)
+        self._on_pixel_size_changed()
+        self.jobs.set_slide(opened.tag)
+        self.jobs.restore_cached(opened.tag)
         self._update_actions()
 
     def slide_closed(self) -> None:
         if self.canvas.tool is not None:
             self.canvas.set_tool(None)
         self.jobs.forget_slide()
+        self.references.slide_closed()
         self.canvas.layers.clear()
         self.metrics_panel.set_slide(None)
         self.opened = None
@@ -232,8 +242,8 @@ class AnalysisController(QObject):
             return None
         info = self.opened.source.info
         mpp_override = None
-        if info.mpp is None:
-            mpp_override = ask_slide_mpp(self.window, info)
+        if info.mpp is None:  # asked once per slide, then remembered
+            mpp_override = dialogs.require_slide_mpp(self.window, self.pixel_size)
             if mpp_override is None:
                 return None
         spec = JobSpec(
@@ -246,8 +256,16 @@ class AnalysisController(QObject):
             batch_size=self.models_panel.batch_size,
             mpp_override=mpp_override,
             trust=trust,
+            opening=self.opened.opening,
         )
         return self.jobs.submit(spec)
+
+    def _on_pixel_size_changed(self, *_: object) -> None:
+        """Metrics in µm² once the open slide has a pixel size (typed or changed)."""
+        pixel_size = self.pixel_size
+        opened = self.opened
+        if opened is not None and pixel_size.info is opened.source.info:
+            self.metrics_panel.set_mpp(pixel_size.mpp)
 
     def _on_untrusted(self, spec: JobSpec, path: str, sha256: str, message: str) -> None:
         answer = QMessageBox.question(

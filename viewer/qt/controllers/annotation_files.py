@@ -2,6 +2,10 @@
 :class:`AnnotationStore` (offering to recover unsaved work), saving, autosave, the
 save-before-closing question, and GeoJSON import and export.
 
+GeoJSON files count their coordinates from the top-left corner of the slide's bounds,
+as QuPath does (see :mod:`viewer.annotations.geojson`); saved annotation files are in
+level-0 pixels.
+
 Saving: Ctrl+S writes the slide's annotation file atomically (with a ``.bak``); every
 change also schedules an autosave to a separate recovery file a couple of seconds
 later, so a crash loses at most that.
@@ -56,6 +60,8 @@ class AnnotationFiles(QObject):
         self.window = window
         self.store = store
         self._current = current
+        #: The level-0 point GeoJSON files count from: the open slide's bounds' corner.
+        self._l0_origin = (0.0, 0.0)
         self.last_message = ""
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
@@ -66,6 +72,8 @@ class AnnotationFiles(QObject):
     def load(self, opened: OpenedSlide) -> AnnotationSet | None:
         """The slide's annotations (offering to restore recovered unsaved work)."""
         info = opened.source.info
+        bounds = info.l0_bounds
+        self._l0_origin = (float(bounds.x), float(bounds.y))
         palette = self._starting_palette()
         result = self.store.open(info.source_id, info.mpp, palette=palette)
         annotations = result.annotations
@@ -165,12 +173,14 @@ class AnnotationFiles(QObject):
             self.import_file(Path(path))
 
     def import_file(self, path: Path) -> int:
-        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many."""
+        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many.
+
+        Coordinates count from the slide's bounds, as in QuPath."""
         annotations = self._current()
         if annotations is None:
             return 0
         try:
-            result = import_geojson(path)
+            result = import_geojson(path, l0_origin=self._l0_origin)
         except AnnotationFileError as exc:
             show_warning(self.window, "Cannot import annotations", str(exc))
             self.last_message = str(exc)
@@ -188,11 +198,18 @@ class AnnotationFiles(QObject):
             self.export_file(Path(path))
 
     def export_file(self, path: Path) -> bool:
+        """Write the annotations as GeoJSON counted from the slide's bounds (QuPath's
+        coordinates for the slide); returns whether it did."""
         annotations = self._current()
         if annotations is None:
             return False
         try:
-            export_geojson(path, annotations.annotations(), palette=annotations.palette)
+            export_geojson(
+                path,
+                annotations.annotations(),
+                palette=annotations.palette,
+                l0_origin=self._l0_origin,
+            )
         except (OSError, AnnotationFileError) as exc:
             show_warning(self.window, "Cannot export annotations", f"{path}: {exc}")
             self.last_message = str(exc)

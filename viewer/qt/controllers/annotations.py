@@ -4,6 +4,9 @@ the panel, the tools, editing commands and the menu.
 Loading, saving, autosave, crash recovery and GeoJSON files are :mod:`annotation_files`'
 part: opening a slide with newer recovered work asks whether to restore it; closing a
 slide or quitting with unsaved changes asks whether to save.
+
+Measurements use the open slide's effective pixel size (``pixel_size``: the slide's
+own, else the one the user typed) and follow it when it changes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from viewer.qt.panels.annotations import TOOLS, AnnotationsPanel
 from viewer.qt.window_docks import add_dock
 
 if TYPE_CHECKING:
+    from viewer.pixel_size import SlidePixelSize
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
 
@@ -38,11 +42,13 @@ class AnnotationController(QObject):
         window: QMainWindow,
         canvas: SlideCanvas,
         store: AnnotationStore | None = None,
+        pixel_size: SlidePixelSize | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
         self.canvas = canvas
         self.store = store if store is not None else AnnotationStore()
+        self.pixel_size = pixel_size
         self._annotations: AnnotationSet | None = None
         self.layer: AnnotationLayer | None = None
         self.files = AnnotationFiles(window, self.store, lambda: self._annotations, self)
@@ -51,6 +57,8 @@ class AnnotationController(QObject):
         self.panel.tool_chosen.connect(self.choose_tool)
         self.panel.focus_requested.connect(self.focus_on)
         canvas.tool_changed.connect(self._on_tool_changed)
+        if pixel_size is not None:
+            pixel_size.changed.connect(self._on_pixel_size_changed)
         self._build_actions()
         self._update_actions()
 
@@ -141,6 +149,8 @@ class AnnotationController(QObject):
             self._annotations.history_changed.disconnect(self._on_history)
             self._annotations.selection_changed.disconnect(self._on_selection)
         self._annotations = annotations
+        if annotations is not None:
+            self._on_pixel_size_changed()
         self.panel.set_annotations(annotations)
         if annotations is not None:
             annotations.history_changed.connect(self._on_history)
@@ -148,6 +158,14 @@ class AnnotationController(QObject):
             self.layer = AnnotationLayer(annotations)
             self.canvas.layers.append(self.layer)
         self._update_actions()
+
+    def _on_pixel_size_changed(self, *_: object) -> None:
+        """Measure the open slide's annotations with its effective pixel size."""
+        annotations, pixel_size = self._annotations, self.pixel_size
+        if annotations is None or pixel_size is None or pixel_size.info is None:
+            return
+        if pixel_size.info.source_id == annotations.source_id:
+            annotations.set_mpp(pixel_size.mpp)
 
     def slide_closed(self) -> None:
         self.files.stop_autosave()

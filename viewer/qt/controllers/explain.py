@@ -6,6 +6,11 @@ worker at the highest priority: a running whole-slide job pauses between two bat
 let them through.  Slow methods (Score-CAM) report progress and can be cancelled.  The
 result shows in the panel (patch, CAM, class scores, provenance) and becomes a layer
 when pinned.
+
+Each click or drag is one request; what the worker sends back carries the slide and
+the request it was made for, and only the open slide's latest request is shown.  A
+slide that states no pixel size is explained at the one the user typed for it (asked
+once per slide, see :mod:`viewer.pixel_size`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from PySide6.QtWidgets import QMainWindow, QMenu
 
 from inference.core.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
+from viewer.pixel_size import SlidePixelSize
+from viewer.qt import dialogs
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.controllers.explain_tasks import (
     CamProgress,
@@ -30,7 +37,6 @@ from viewer.qt.controllers.explain_tasks import (
     model_info_task,
 )
 from viewer.qt.controllers.inference_jobs import ModelPool
-from viewer.qt.dialogs import ask_slide_mpp
 from viewer.qt.inference_worker import PRIORITY_EXPLAIN, InferenceWorker
 from viewer.qt.panels.explain import ExplainPanel, describe_cam
 from viewer.qt.window_docks import add_dock
@@ -58,6 +64,7 @@ class ExplainController(QObject):
         worker: InferenceWorker,
         pool: ModelPool,
         models_panel: ModelsPanel,
+        pixel_size: SlidePixelSize | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -65,12 +72,14 @@ class ExplainController(QObject):
         self.worker = worker
         self.pool = pool
         self.models_panel = models_panel
+        self.pixel_size = pixel_size if pixel_size is not None else SlidePixelSize()
         self.opened: OpenedSlide | None = None
-        self.ask_mpp = ask_slide_mpp
+        #: The latest click or drag; what the worker sends for an older one is dropped.
+        self.request_id = 0
         self.info: ModelInfo | None = None
         self.outcomes: dict[int, ExplainOutcome] = {}
         self.last_error: str | None = None
-        self._tasks: dict[int, str] = {}  # task id -> "info" | "cam:<slot>"
+        self._tasks: dict[int, str] = {}  # task id -> "info" | "cam:<slot>:<request>"
         self._pinned: list[HeatmapLayer] = []
         self.panel = ExplainPanel()
         self.dock = add_dock(window, "Explain", "explain-dock", self.panel)
@@ -138,7 +147,12 @@ class ExplainController(QObject):
 
     # -- slide and tool ---------------------------------------------------------------
     def set_slide(self, opened: OpenedSlide | None) -> None:
+        """Another slide (or none): explanations asked for the old one are cancelled, and
+        whatever they would still send is dropped."""
         self.cancel()
+        if self.opened is not None:
+            self.worker.cancel_slide(self.opened.tag)
+        self.request_id += 1
         self.opened = opened
         self._pinned = []
         self.outcomes.clear()
@@ -186,6 +200,7 @@ class ExplainController(QObject):
             self._fail("Choose a model in the Explain panel first.")
             return []
         self.cancel()
+        self.request_id += 1
         methods = [self.panel.method]
         if self.panel.beside and self.panel.beside != self.panel.method:
             methods.append(self.panel.beside)
@@ -220,11 +235,13 @@ class ExplainController(QObject):
             else f"region {region.w:,.0f} x {region.h:,.0f} px"  # type: ignore[union-attr]
         )
         mpp_override = None
-        if source.info.mpp is None:
-            mpp_override = self.ask_mpp(self.window, source.info)
+        if source.info.mpp is None:  # asked once per slide, then remembered
+            mpp_override = dialogs.require_slide_mpp(self.window, self.pixel_size)
             if mpp_override is None:
                 return -1
         task = CamTask(
+            slide=self.opened.tag,
+            request_id=self.request_id,
             source=source,
             folder=folder,
             device=self.models_panel.device,
@@ -236,9 +253,12 @@ class ExplainController(QObject):
             slot=slot,
         )
         task_id = self.worker.submit(
-            cam_task(self.pool, task), priority=PRIORITY_EXPLAIN, label=f"explain ({method})"
+            cam_task(self.pool, task),
+            priority=PRIORITY_EXPLAIN,
+            label=f"explain ({method})",
+            slide=task.slide,
         )
-        self._tasks[task_id] = f"cam:{slot}"
+        self._tasks[task_id] = f"cam:{slot}:{self.request_id}"
         return task_id
 
     def cancel(self) -> None:
@@ -257,6 +277,8 @@ class ExplainController(QObject):
             self.panel.set_methods(payload.methods)
             self.panel.set_classes(payload.class_names)
             self.panel.set_layers(payload.layers, payload.default_layer)
+        elif not self._wanted(payload):
+            return  # for a slide closed since, or an earlier click
         elif isinstance(payload, CamProgress):
             self.panel.show_progress(payload.done, payload.total, "Explaining")
         elif isinstance(payload, ExplainOutcome):
@@ -271,20 +293,37 @@ class ExplainController(QObject):
             )
             self.cam_ready.emit(payload)
 
+    def _wanted(self, payload: object) -> bool:
+        """Whether a CAM payload is for the open slide's latest request."""
+        if not isinstance(payload, CamProgress | ExplainOutcome) or self.opened is None:
+            return False
+        return payload.slide == self.opened.tag and payload.request_id == self.request_id
+
+    def _current_cam(self, kind: str | None) -> int | None:
+        """The panel slot of a CAM task of the latest request (``None`` for any other)."""
+        if kind is None or not kind.startswith("cam"):
+            return None
+        _cam, slot, request = kind.split(":")
+        return int(slot) if int(request) == self.request_id else None
+
     def _on_finished(self, task_id: int, cancelled: bool) -> None:
         kind = self._tasks.pop(task_id, None)
         if kind is not None and not any(k.startswith("cam") for k in self._tasks.values()):
             self.panel.hide_progress()
-        if kind is not None and kind.startswith("cam") and cancelled:
-            self.panel.views[int(kind.split(":")[1])].clear("Cancelled.")
+        slot = self._current_cam(kind)
+        if slot is not None and cancelled:
+            self.panel.views[slot].clear("Cancelled.")
 
     def _on_failed(self, task_id: int, message: str) -> None:
         kind = self._tasks.pop(task_id, None)
         if kind is None:
             return
+        slot = self._current_cam(kind)
+        if kind.startswith("cam") and slot is None:
+            return  # an earlier click's, or a closed slide's: no longer asked for
         self.panel.hide_progress()
-        if kind.startswith("cam"):
-            self.panel.views[int(kind.split(":")[1])].clear("")
+        if slot is not None:
+            self.panel.views[slot].clear("")
         self._fail(message)
 
     def _fail(self, message: str) -> None:

@@ -1,6 +1,10 @@
 """The worker side of explanations: the tasks the Explain controller puts on the inference
 worker (a model's details, one CAM), what they emit, the CAM preview, and the layer a
-pinned explanation becomes.  The task bodies run on the worker thread."""
+pinned explanation becomes.  The task bodies run on the worker thread.
+
+What a CAM task emits carries the slide (:class:`SlideTag`) and the request it was made
+for, so the controller drops an answer for a slide closed since, or for an earlier
+click.  A model's details belong to no slide."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from viewer.layers.cam_raster import CamRaster
 from viewer.layers.colormaps import apply_colormap
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.qt.controllers.inference_jobs import ModelPool
-from viewer.qt.inference_worker import TaskBody
+from viewer.qt.inference_worker import SlideTag, TaskBody
 from viewer.qt.panels.explain import PREVIEW_PX
 
 if TYPE_CHECKING:
@@ -43,19 +47,27 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class CamProgress:
+    """How far a slow explanation is, for ``slide`` and ``request_id``."""
+
+    slide: SlideTag
+    request_id: int
     done: int
     total: int
 
 
 @dataclass(frozen=True)
 class ExplainOutcome:
-    """A finished explanation as the GUI gets it."""
+    """A finished explanation as the GUI gets it, for ``slide`` and ``request_id``.
+    ``typed_mpp``: the pixel size the user typed for a slide that states none."""
 
     cam: CamResult
     patch_rgb: np.ndarray
     overlay_rgb: np.ndarray
     where: str
     slot: int
+    slide: SlideTag
+    request_id: int
+    typed_mpp: float | None = None
 
 
 def cam_preview(source: SlideSource, cam: CamResult) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +120,12 @@ def model_info_task(pool: ModelPool, folder: Path, device: str | None) -> TaskBo
 @dataclass(frozen=True)
 class CamTask:
     """One explanation to make: a patch under ``point`` or the tissue of ``region``
-    (level 0), shown in panel view ``slot``."""
+    (level 0), shown in panel view ``slot``, for ``slide`` and the controller's
+    ``request_id`` (one click or drag).  ``mpp_override``: the pixel size the user typed
+    for a slide that states none."""
 
+    slide: SlideTag
+    request_id: int
     source: SlideSource
     folder: Path
     device: str | None
@@ -133,7 +149,7 @@ def cam_task(pool: ModelPool, task: CamTask) -> TaskBody:
         model = pool.get(task.folder, resolve_device(task.device), trust=False)
 
         def progress(done: int, total: int) -> None:
-            emit(CamProgress(done, total))
+            emit(CamProgress(task.slide, task.request_id, done, total))
 
         from inference.explain.methods import ExplainCancelled
 
@@ -163,7 +179,18 @@ def cam_task(pool: ModelPool, task: CamTask) -> TaskBody:
         except ExplainCancelled:
             return  # the worker reports the task as cancelled
         patch, overlay = cam_preview(source, cam)
-        emit(ExplainOutcome(cam, patch, overlay, task.where, task.slot))
+        emit(
+            ExplainOutcome(
+                cam,
+                patch,
+                overlay,
+                task.where,
+                task.slot,
+                task.slide,
+                task.request_id,
+                typed_mpp=task.mpp_override,
+            )
+        )
 
     return body
 
@@ -174,6 +201,8 @@ def cam_layer(outcome: ExplainOutcome) -> HeatmapLayer:
     method = str(cam.provenance.get("method_label", "CAM"))
     label = f"{cam.class_name} ({method})"
     provenance: dict[str, Any] = {**cam.provenance, "kind": "cam", "where": outcome.where}
+    if outcome.typed_mpp is not None:  # the slide states none: the user's size was used
+        provenance.update(typed_mpp=outcome.typed_mpp, mpp_source="typed")
     layer = HeatmapLayer(
         f"{method} · {cam.class_name} · {outcome.where}",
         CamRaster(cam, label),

@@ -42,6 +42,7 @@ from viewer.qt.messages import show_warning
 
 if TYPE_CHECKING:
     from viewer.export.compositor import Compositor
+    from viewer.pixel_size import SlidePixelSize
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
 
@@ -51,8 +52,10 @@ FIGURE_FILTER = "PNG image (*.png);;TIFF image (*.tif *.tiff)"
 class FigureDialog(QDialog):
     """Options of a figure: caption, scale bar, legend, and its pixel size.
 
-    For a view, the size is a multiple of the screen (1x, 2x, 4x); for a region, µm per
-    pixel (or slide pixels per pixel without mpp), with the output size shown live.
+    For a view, the size is a multiple of the screen's device pixels (1x, 2x, 4x;
+    ``view_size`` is the view in device pixels, so "1x" on a HiDPI screen is the
+    picture the screen shows); for a region, µm per pixel (or slide pixels per pixel
+    without mpp), with the output size shown live.
     """
 
     def __init__(
@@ -138,10 +141,14 @@ class ExportController(QObject):
 
     finished = Signal(object)  # ExportResult, or an error message (str)
 
-    def __init__(self, window: QMainWindow, canvas: SlideCanvas) -> None:
+    def __init__(
+        self, window: QMainWindow, canvas: SlideCanvas, pixel_size: SlidePixelSize | None = None
+    ) -> None:
         super().__init__(window)
         self.window = window
         self.canvas = canvas
+        #: The open slide's effective pixel size (a typed one goes into the figure).
+        self.pixel_size = pixel_size
         self.opened: OpenedSlide | None = None
         self.background = BackgroundCalls(self)
         self.last_result: ExportResult | None = None
@@ -184,6 +191,14 @@ class ExportController(QObject):
         return self.progress_bar.isVisible()
 
     # -- composing ----------------------------------------------------------------------
+    def _typed_mpp(self) -> float | None:
+        """The pixel size the user typed for the open slide (when it states none)."""
+        return self.pixel_size.typed if self.pixel_size is not None else None
+
+    def _mpp(self) -> float | None:
+        assert self.opened is not None
+        return self.opened.source.info.mpp or self._typed_mpp()
+
     def view_compositor(self, options: FigureOptions, pixel_ratio: float) -> Compositor:
         """What the canvas shows now (call on the GUI thread: it snapshots the layers)."""
         assert self.opened is not None
@@ -197,24 +212,29 @@ class ExportController(QObject):
             show_legend=options.legend and canvas.show_legend,
             caption=options.caption,
             pixel_ratio=pixel_ratio,
+            typed_mpp=self._typed_mpp(),
         )
 
     def export_view(self) -> None:
+        """Export the view at 1x, 2x or 4x the screen's *device* pixels (1x is what a
+        HiDPI screen shows, pixel for pixel, like the clipboard copy)."""
         if self.opened is None or self.busy:
             return
-        size = (self.canvas.width(), self.canvas.height())
+        ratio = self.canvas.devicePixelRatioF()
+        size = (round(self.canvas.width() * ratio), round(self.canvas.height() * ratio))
         dialog = FigureDialog(
             self.window,
             "Export view",
             region=None,
-            mpp=self.opened.source.info.mpp,
+            mpp=self._mpp(),
             view_size=size,
         )
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         path = self._ask_path(f"{self.opened.path.stem}-view.png")
         if path is not None:
-            self.write(self.view_compositor(dialog.options(), dialog.view_factor()), path)
+            pixel_ratio = dialog.view_factor() * ratio
+            self.write(self.view_compositor(dialog.options(), pixel_ratio), path)
 
     def export_region(self) -> None:
         """Drag the region on the slide, then choose the figure's options."""
@@ -233,8 +253,7 @@ class ExportController(QObject):
     def _export_region_of(self, l0_region: Rect) -> None:
         if self.opened is None:
             return
-        mpp = self.opened.source.info.mpp
-        dialog = FigureDialog(self.window, "Export region", region=l0_region, mpp=mpp)
+        dialog = FigureDialog(self.window, "Export region", region=l0_region, mpp=self._mpp())
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         try:
@@ -244,6 +263,7 @@ class ExportController(QObject):
                 l0_region,
                 l0_per_px=dialog.l0_per_px(),
                 options=dialog.options(),
+                typed_mpp=self._typed_mpp(),
             )
         except ExportError as exc:
             self._fail(str(exc))

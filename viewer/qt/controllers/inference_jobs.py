@@ -7,6 +7,11 @@ engine, emitting one message per batch.  On the GUI thread each message is folde
 the job's own copy of the result and the layer recolours just what the batch touched,
 so the heatmap grows while the pathologist keeps panning.  Finished results go to the
 cache; reopening the slide restores them without running anything.
+
+Every payload a task emits carries the :class:`SlideTag` of the slide it was made for;
+:meth:`InferenceJobs.set_slide` names the slide on screen, and a payload for any other
+(a slide closed meanwhile, or an earlier opening of this one) is dropped.  Closing a
+slide cancels every task queued or running for it: model jobs and cache restores.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from viewer.qt.inference_worker import (
     PRIORITY_SLIDE,
     PRIORITY_VIEW,
     InferenceWorker,
+    SlideTag,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +62,8 @@ class JobSpec:
 
     ``l0_region``: the rectangle computed first (``view`` / ``slide``: the visible area;
     ``region``: the drawn one); only it is computed unless ``scope == "slide"``.
+    ``opening``: which opening of the slide asked (see :class:`SlideTag`).
+    ``mpp_override``: the pixel size the user typed for a slide that states none.
     """
 
     slide_path: Path
@@ -67,6 +75,12 @@ class JobSpec:
     batch_size: int = 32
     mpp_override: float | None = None
     trust: bool = False
+    opening: int = 0
+
+    @property
+    def slide(self) -> SlideTag:
+        """The slide (and opening) this job's payloads are for."""
+        return SlideTag(self.source_id, self.opening)
 
     @property
     def model_name(self) -> str:
@@ -81,6 +95,7 @@ class JobSpec:
 class _Prepared:
     """What the GUI needs before the first batch: the grid and how results look."""
 
+    slide: SlideTag
     grid: PatchGrid
     class_names: tuple[str, ...]
     task: str
@@ -94,15 +109,33 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Cached:
+    """A finished result found in the cache (for a job, or restored on opening)."""
+
+    slide: SlideTag
     result: InferenceResult
     provenance: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class _Untrusted:
+    """The job's model is TorchScript the user has not trusted yet."""
+
+    slide: SlideTag
     path: Path
     sha256: str
     message: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of a running job."""
+
+    slide: SlideTag
+    batch: BatchResult
+
+
+#: What job and restore tasks emit; each says which slide it was made for.
+SlidePayload = _Prepared | _Cached | _Untrusted | _Batch
 
 
 @dataclass
@@ -157,6 +190,7 @@ def _provenance(spec: JobSpec, model: LoadedModel, params: dict[str, Any]) -> di
 
     import inference
 
+    typed = spec.mpp_override is not None
     return {
         "model": spec.model_name,
         "model_folder": str(spec.model_folder),
@@ -165,6 +199,9 @@ def _provenance(spec: JobSpec, model: LoadedModel, params: dict[str, Any]) -> di
         "scope": spec.scope,
         "slide": str(spec.slide_path),
         "source_id": spec.source_id,
+        # a slide that states no pixel size was run at the size the user typed
+        "mpp_source": "typed" if typed else "slide",
+        **({"typed_mpp": spec.mpp_override} if typed else {}),
         "params": params,
         "torch": torch.__version__,
         "slidelens": getattr(inference, "__version__", None) or _package_version(),
@@ -190,8 +227,9 @@ def run_job_body(
     between_batches: Callable[[], object] | None = None,
 ) -> None:
     """The worker-thread side of a job (see the module docstring).  Emits, in order:
-    ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``BatchResult``s.
-    ``between_batches`` runs after each batch (the worker's urgent tasks)."""
+    ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``_Batch``es, each
+    tagged with ``spec.slide``.  ``between_batches`` runs after each batch (the
+    worker's urgent tasks)."""
     from inference.engine.device import resolve_device
     from inference.engine.job import InferenceJob
     from inference.engine.prepare import prepare
@@ -203,7 +241,7 @@ def run_job_body(
     try:
         model = pool.get(spec.model_folder, device, spec.trust)
     except UntrustedModelError as exc:
-        emit(_Untrusted(exc.path or spec.model_folder, exc.sha256, str(exc)))
+        emit(_Untrusted(spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc)))
         return
     job = InferenceJob(
         slide=spec.slide_path,
@@ -221,10 +259,12 @@ def run_job_body(
         provenance = _provenance(spec, model, params)
         cached = cache.load(key)
         if cached is not None:
-            emit(_Cached(cached.result, {**provenance, **cached.meta, "from_cache": True}))
+            meta = {**provenance, **cached.meta, "from_cache": True}
+            emit(_Cached(spec.slide, cached.result, meta))
             return
         emit(
             _Prepared(
+                slide=spec.slide,
                 grid=prepared.grid,
                 class_names=prepared.class_names,
                 task=prepared.task,
@@ -241,7 +281,7 @@ def run_job_body(
             if result is None:
                 result = new_result(batch)
             result.add(batch)
-            emit(batch)
+            emit(_Batch(spec.slide, batch))
             if between_batches is not None:
                 between_batches()
         if result is not None and not cancel.is_set():
@@ -249,16 +289,20 @@ def run_job_body(
 
 
 def restore_cached_body(
-    source_id: str, cache_folder: Path | None, emit: Callable[[object], None]
+    slide: SlideTag,
+    cache_folder: Path | None,
+    emit: Callable[[object], None],
+    cancel: threading.Event | None = None,
 ) -> None:
-    """Worker-thread side of restoring a slide's cached results: emits ``_Cached`` for
-    each whole-slide result (newest per model), and for region results of models with no
-    whole-slide result, newest first, at most :data:`MAX_RESTORED`."""
+    """Worker-thread side of restoring a slide's cached results: emits ``_Cached`` (tagged
+    with ``slide``) for each whole-slide result (newest per model), and for region
+    results of models with no whole-slide result, newest first, at most
+    :data:`MAX_RESTORED`; stops early once ``cancel`` is set."""
     from inference.results.store import ResultCache
 
     cache = ResultCache(cache_folder)
     chosen: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-    for key, meta in cache.entries_for(source_id):
+    for key, meta in cache.entries_for(slide.source_id):
         model = str(meta.get("model_sha256", ""))
         scope = "slide" if meta.get("scope") == "slide" else "region"
         if (model, scope) not in chosen:
@@ -269,17 +313,21 @@ def restore_cached_body(
         if scope == "slide" or (model, "slide") not in chosen
     ]
     for key, _meta in picks[:MAX_RESTORED]:
+        if cancel is not None and cancel.is_set():
+            return
         cached = cache.load(key)
         if cached is not None:
-            emit(_Cached(cached.result, {**cached.meta, "from_cache": True}))
+            emit(_Cached(slide, cached.result, {**cached.meta, "from_cache": True}))
 
 
 class InferenceJobs(QObject):
     """The GUI's side of model runs: queue, progress, layers, cancel (see module doc).
 
-    Signals: ``changed()`` whenever a job's state or progress changes (for the status
-    bar), ``failed(job_id, message)``, ``untrusted(spec, path, sha256, message)`` when a
-    TorchScript model needs the user's trust, ``layer_added(layer)``.
+    ``slide`` is the slide on screen (:meth:`set_slide`); only payloads tagged with it
+    reach the layers.  Signals: ``changed()`` whenever a job's state or progress
+    changes (for the status bar), ``failed(job_id, message)``,
+    ``untrusted(spec, path, sha256, message)`` when a TorchScript model needs the
+    user's trust, ``layer_added(layer)``.
     """
 
     changed = Signal()
@@ -300,6 +348,7 @@ class InferenceJobs(QObject):
         self.layers = layers
         self.cache_folder = cache_folder
         self.jobs: dict[int, JobState] = {}
+        self.slide: SlideTag | None = None
         self.pool = ModelPool()
         self._restore_tasks: set[int] = set()
         self._warm_task: int | None = None
@@ -318,19 +367,21 @@ class InferenceJobs(QObject):
             run_job_body(spec, pool, cancel, emit, folder, worker.run_urgent)
 
         priority = PRIORITY_SLIDE if spec.scope == "slide" else PRIORITY_VIEW
-        job_id = self.worker.submit(body, priority=priority, label=spec.label)
+        job_id = self.worker.submit(body, priority=priority, label=spec.label, slide=spec.slide)
         self.jobs[job_id] = JobState(job_id, spec)
         self.changed.emit()
         return job_id
 
-    def restore_cached(self, source_id: str) -> int:
+    def restore_cached(self, slide: SlideTag) -> int:
         """Show the slide's cached results (loaded on the worker thread)."""
         folder = self.cache_folder
 
         def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
-            restore_cached_body(source_id, folder, emit)
+            restore_cached_body(slide, folder, emit, cancel)
 
-        task_id = self.worker.submit(body, priority=PRIORITY_VIEW - 1, label="cached results")
+        task_id = self.worker.submit(
+            body, priority=PRIORITY_VIEW - 1, label="cached results", slide=slide
+        )
         self._restore_tasks.add(task_id)
         return task_id
 
@@ -371,8 +422,18 @@ class InferenceJobs(QObject):
         states = [s for s in self.jobs.values() if s.status in ("queued", "running")]
         return sorted(states, key=lambda s: order.get(s.job_id, len(order)))
 
+    def set_slide(self, slide: SlideTag | None) -> None:
+        """The slide on screen changed: the old one's tasks are cancelled and its payloads
+        dropped from now on (see :meth:`forget_slide`)."""
+        self.forget_slide()
+        self.slide = slide
+
     def forget_slide(self) -> None:
-        """The slide was closed: cancel its jobs and drop what they would still send."""
+        """The slide was closed: cancel every task queued or running for it (jobs and
+        cache restores) and drop whatever they would still send."""
+        if self.slide is not None:
+            self.worker.cancel_slide(self.slide)
+        self.slide = None
         self.cancel_all()
         for state in self.jobs.values():
             state.layer = None
@@ -392,6 +453,8 @@ class InferenceJobs(QObject):
         if task_id == self._warm_task:
             self.device_info.emit(payload)
             return
+        if not isinstance(payload, SlidePayload) or payload.slide != self.slide:
+            return  # made for a slide that has been closed since (or for none we know)
         if task_id in self._restore_tasks:
             if isinstance(payload, _Cached):
                 self._add_cached_layer(payload, None)
@@ -408,7 +471,7 @@ class InferenceJobs(QObject):
         elif isinstance(payload, _Prepared):
             self._on_prepared(state, payload)
         else:
-            self._on_batch(state, payload)  # type: ignore[arg-type]
+            self._on_batch(state, payload.batch)
 
     def _on_prepared(self, state: JobState, prepared: _Prepared) -> None:
         from inference.results.store import ResultGrid, SegmentationMap
@@ -470,7 +533,8 @@ class InferenceJobs(QObject):
         state.status = "failed"
         if state.layer is not None:
             state.layer.progress = None
-        self.failed.emit(task_id, f"{state.spec.label} failed: {message}")
+        if state.spec.slide == self.slide:  # a closed slide's job fails unannounced
+            self.failed.emit(task_id, f"{state.spec.label} failed: {message}")
         self.changed.emit()
 
     # -- layers ---------------------------------------------------------------------------

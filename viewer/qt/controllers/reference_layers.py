@@ -1,5 +1,7 @@
 """Layers that are not a model's output: ground truth (a mask image or GeoJSON, drawn as
-an outline) and the tissue mask.  Both are read or computed off the GUI thread."""
+an outline) and the tissue mask.  Both are read or computed off the GUI thread; each
+answer says which opened slide it was for, and one for a slide closed meanwhile is
+dropped (:meth:`ReferenceLayers.slide_closed` also forgets every pending answer)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from viewer.qt.background import BackgroundCalls
 if TYPE_CHECKING:
     from inference.evaluation.truth import TruthMask
     from viewer.qt.controllers.slide_opener import OpenedSlide
+    from viewer.qt.inference_worker import SlideTag
 
 TRUTH_FILTER = "Ground truth (*.png *.tif *.tiff *.jpg *.bmp *.geojson *.json);;All files (*)"
 
@@ -46,9 +49,15 @@ class ReferenceLayers(QObject):
         self._warn = warn
         self.background = BackgroundCalls(self)
 
-    def _still_open(self, source_id: str) -> bool:
+    def _still_open(self, slide: SlideTag) -> bool:
+        """Whether ``slide`` (that opening of it) is still the open slide."""
         opened = self._current()
-        return opened is not None and opened.source.info.source_id == source_id
+        return opened is not None and opened.tag == slide
+
+    def slide_closed(self) -> None:
+        """The open slide is closing: nothing still being read or computed for it will
+        be shown."""
+        self.background.forget_pending()
 
     def choose_truth(self) -> None:
         opened = self._current()
@@ -68,10 +77,10 @@ class ReferenceLayers(QObject):
         from inference.evaluation.truth import load_truth
 
         dims = opened.source.info.dimensions
-        source_id = opened.source.info.source_id
+        slide = opened.tag
 
         def done(truth: TruthMask) -> None:
-            if not self._still_open(source_id):
+            if not self._still_open(slide):
                 return
             layer = MaskLayer(
                 f"Ground truth: {path.name}",
@@ -105,10 +114,10 @@ class ReferenceLayers(QObject):
         from inference.engine.tissue import TissueMask, tissue_mask
 
         source = opened.source
-        source_id = source.info.source_id
+        slide = opened.tag
 
         def done(tissue: TissueMask) -> None:
-            if not self._still_open(source_id):
+            if not self._still_open(slide):
                 return
             layer = tissue_mask_layer(tissue.mask, tissue.l0_per_px)
             self.layers.insert(0, layer)

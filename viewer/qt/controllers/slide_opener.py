@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -12,21 +13,35 @@ from PySide6.QtGui import QImage
 
 from inference.slides import SlideError, SlideSource, open_slide
 from viewer.qt.canvas.tile_bridge import rgb_to_qimage
+from viewer.qt.inference_worker import SlideTag
 
 log = logging.getLogger(__name__)
 
 #: Longer side of the thumbnail used for the overview and as the last-resort fallback.
 THUMBNAIL_SIDE = 1024
 
+#: Numbers the openings of slides in this process (see :attr:`OpenedSlide.opening`).
+_openings = itertools.count(1)
+
 
 @dataclass
 class OpenedSlide:
-    """Everything the GUI needs to show a slide, read before it reaches the GUI thread."""
+    """Everything the GUI needs to show a slide, read before it reaches the GUI thread.
+
+    ``opening`` is unique to this opening of the file in this process, so work asked for
+    it is told apart from work asked for an earlier opening of the same slide.
+    """
 
     path: Path
     source: SlideSource
     thumbnail: QImage | None
     associated: dict[str, QImage] = field(default_factory=dict)
+    opening: int = field(default_factory=lambda: next(_openings))
+
+    @property
+    def tag(self) -> SlideTag:
+        """What every task and payload made for this opened slide carries."""
+        return SlideTag(self.source.info.source_id, self.opening)
 
 
 class SlideOpener(QObject):

@@ -160,6 +160,7 @@ class AnnotationsPanel(QWidget):
             self.annotations.selection_changed.disconnect(self._on_selection_changed)
             self.annotations.history_changed.disconnect(self._update_buttons)
             self.annotations.palette.changed.disconnect(self._fill_classes)
+            self.annotations.mpp_changed.disconnect(self._on_mpp_changed)
         self.annotations = annotations
         if annotations is not None:
             for signal in (annotations.added, annotations.removed):
@@ -168,15 +169,24 @@ class AnnotationsPanel(QWidget):
             annotations.selection_changed.connect(self._on_selection_changed)
             annotations.history_changed.connect(self._update_buttons)
             annotations.palette.changed.connect(self._fill_classes)
-            self.units_label.setText(
-                ""
-                if annotations.mpp
-                else "This slide states no pixel size: areas and lengths are in pixels."
-            )
-        else:
-            self.units_label.setText("")
+            annotations.mpp_changed.connect(self._on_mpp_changed)
+        self._show_units()
         self.setEnabled(annotations is not None)
         self._fill_classes()
+        self._rebuild()
+
+    def _show_units(self) -> None:
+        annotations = self.annotations
+        self.units_label.setText(
+            ""
+            if annotations is None or annotations.mpp
+            else "This slide states no pixel size: areas and lengths are in pixels "
+            "(File > Slide properties sets one)."
+        )
+
+    def _on_mpp_changed(self, *_: object) -> None:
+        """Measurements in another unit (a pixel size was typed or changed)."""
+        self._show_units()
         self._rebuild()
 
     def choose_class(self, name: str | None) -> None:

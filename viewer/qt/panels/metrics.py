@@ -73,6 +73,8 @@ class MetricsPanel(QWidget):
         super().__init__(parent)
         self.layers = layers
         self.source: SlideSource | None = None
+        #: µm per level-0 pixel for areas: the slide's own, or one typed (:meth:`set_mpp`).
+        self.mpp: float | None = None
         self.tissue: TissueMask | None = None
         self.samples: EvaluationSamples | None = None
         self.report: MetricsReport | None = None
@@ -152,10 +154,20 @@ class MetricsPanel(QWidget):
 
     # -- inputs -----------------------------------------------------------------------
     def set_slide(self, source: SlideSource | None) -> None:
-        """A new slide: its tissue mask is computed off the GUI thread when first needed."""
+        """A new slide: its tissue mask is computed off the GUI thread when first needed;
+        what was still being sampled or drawn for the previous one is dropped."""
         self.source = source
+        self.mpp = source.info.mpp if source is not None else None
         self.tissue = None
+        self._request += 1
+        self.background.forget_pending()
         self._clear()
+
+    def set_mpp(self, mpp: float | None) -> None:
+        """Measure areas with this pixel size (e.g. one typed for a slide that states none)."""
+        if mpp != self.mpp:
+            self.mpp = mpp
+            self.recount()
 
     def _combo_layers(self, combo: QComboBox) -> list[Layer]:
         return [combo.itemData(i) for i in range(combo.count())]
@@ -280,7 +292,7 @@ class MetricsPanel(QWidget):
 
         if self.samples is None or self.source is None:
             return
-        report = compute_metrics(self.samples, self.threshold.value(), mpp=self.source.info.mpp)
+        report = compute_metrics(self.samples, self.threshold.value(), mpp=self.mpp)
         self.report = report
         for _label, attr, kind in FIGURES:
             self.figure_labels[attr].setText(_format(getattr(report, attr), kind))
