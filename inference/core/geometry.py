@@ -6,7 +6,9 @@ Spaces (every variable says which one it is in by its prefix):
 * ``lv_``  pixels of one pyramid level (``l0 = lv * downsample``)
 * ``t_``   tile indices of one level's tile grid
 * ``p_``   patch-grid indices of an inference job
-* ``scr_`` screen (widget) pixels
+* ``scr_`` screen (widget) pixels: Qt's logical pixels, what input events and painters use
+* ``dev_`` device pixels of the screen: ``dev = scr * dev_per_scr``, the screen's device
+  pixel ratio (1 on a classic screen, 2 on a typical HiDPI one)
 
 Conversions between them live here and nowhere else.
 """
@@ -82,10 +84,11 @@ def lv_to_l0(lv_value: float, downsample: float) -> float:
 
 
 def choose_level(level_downsamples: Sequence[float], l0_per_scr: float) -> int:
-    """The coarsest level that still gives at least one data pixel per screen pixel.
+    """The coarsest level that still gives at least one data pixel per output pixel.
 
-    ``l0_per_scr`` is how many level-0 pixels one screen pixel spans (1 / zoom).
-    When zoomed in beyond level 0 the answer is 0.
+    ``l0_per_scr`` is how many level-0 pixels one output pixel spans (1 / zoom); on a
+    screen that is a *device* pixel, so a HiDPI screen gets the level its device pixels
+    need (``1 / (scale * dev_per_scr)``).  When zoomed in beyond level 0 the answer is 0.
     """
     best = 0
     for level, downsample in enumerate(level_downsamples):
@@ -157,6 +160,17 @@ def level_tile_grid(
 # -- screen ---------------------------------------------------------------------------
 
 
+def scr_to_dev(scr_value: float, dev_per_scr: float) -> float:
+    """A screen coordinate or length in device pixels (``dev_per_scr``: the device pixel
+    ratio of the screen)."""
+    return scr_value * dev_per_scr
+
+
+def dev_to_scr(dev_value: float, dev_per_scr: float) -> float:
+    """A device-pixel coordinate or length in screen (logical) pixels."""
+    return dev_value / dev_per_scr
+
+
 @dataclass(frozen=True)
 class ViewTransform:
     """Maps level-0 pixels to screen pixels: ``scr = (l0 - l0_origin) * scale``.
@@ -183,6 +197,12 @@ class ViewTransform:
         l0_x, l0_y = self.scr_to_l0(scr_rect.x, scr_rect.y)
         return Rect(l0_x, l0_y, scr_rect.w / self.scale, scr_rect.h / self.scale)
 
+    def to_device(self, dev_per_scr: float) -> ViewTransform:
+        """The same view as a map from level-0 to device pixels (``dev_per_scr``: the
+        screen's device pixel ratio): its ``scale`` is device px per level-0 px, and its
+        ``l0_to_scr`` gives ``dev_`` coordinates."""
+        return ViewTransform(self.l0_x, self.l0_y, self.scale * dev_per_scr)
+
 
 # -- physical units -------------------------------------------------------------------
 
@@ -192,6 +212,10 @@ def magnification_at(
 ) -> float | None:
     """The apparent objective magnification on screen at a zoom ``scale``.
 
+    ``scale`` is **device** pixels per level-0 pixel (not logical screen pixels): the
+    magnification says how much slide detail each pixel of the display shows, so 40x on
+    a 0.25 um/px slide is one slide pixel per device pixel ("1:1") on any screen, and a
+    HiDPI screen at 40x shows the same pixels as a classic one, in half the logical size.
     A 40x objective corresponds to about 0.25 um/px; a 20x to 0.5 um/px.  With an mpp
     the magnification is ``10 / (mpp / scale)``; without it, the scanner's stated
     objective power times the zoom; without either, ``None``.
@@ -206,7 +230,8 @@ def magnification_at(
 def scale_for_magnification(
     magnification: float, mpp: float | None, objective_power: float | None
 ) -> float | None:
-    """The zoom ``scale`` (screen px per level-0 px) that shows a given magnification."""
+    """The zoom ``scale`` (device px per level-0 px, see :func:`magnification_at`) that
+    shows a given magnification."""
     if mpp is not None and mpp > 0:
         return magnification * mpp / 10.0
     if objective_power is not None and objective_power > 0:

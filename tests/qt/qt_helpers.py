@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QDockWidget
 from pytestqt.qtbot import QtBot
 
 from viewer.qt.main_window import MainWindow
@@ -37,3 +38,24 @@ def tissue_fraction(rgb: np.ndarray) -> float:
     rgb = rgb.astype(np.int16)
     saturation = rgb.max(axis=2) - rgb.min(axis=2)
     return float(((saturation > 25) & (rgb.max(axis=2) > 60)).mean())
+
+
+def fit_on_screen(window: MainWindow, width: int, height: int) -> None:
+    """Hide the side panels and size the window to ``width x height``, or less where
+    the screen's available area is smaller, at that area's top-left corner.
+
+    The offscreen screen is 800 x 800 device pixels, so only 400 x 400 logical pixels
+    at ``QT_SCALE_FACTOR=2``; what lies off the screen is missing from ``grabWindow``.
+    """
+    for dock in window.findChildren(QDockWidget):
+        dock.hide()
+    layout = window.layout()
+    if layout is not None:
+        layout.activate()  # the smaller minimum size without the panels, now
+    available = window.screen().availableGeometry()
+    frame = window.frameGeometry().size() - window.geometry().size()
+    window.resize(
+        min(width, available.width() - frame.width()),
+        min(height, available.height() - frame.height()),
+    )
+    window.move(available.topLeft())

@@ -13,7 +13,7 @@ from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
 from tests.unit.test_export_compositor import result_grid
 from viewer.annotations import Annotation, AnnotationClass
 from viewer.export.figure import compose_view
-from viewer.export.scale_bar_render import scale_bar_spec
+from viewer.export.scale_bar_render import MAX_BAR_PX, scale_bar_spec
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.qt.main_window import MainWindow
 
@@ -39,6 +39,8 @@ def _show(qtbot: QtBot, window: MainWindow, scale: float, l0_x: float, l0_y: flo
 
 
 def _export_of(window: MainWindow, *, legend: bool) -> np.ndarray:
+    """The view exported at the screen's device pixel ratio (what "copy view" does):
+    the same pixels as a grab of the canvas, on a HiDPI screen too."""
     canvas = window.canvas
     assert window.current is not None
     return compose_view(
@@ -48,6 +50,7 @@ def _export_of(window: MainWindow, *, legend: bool) -> np.ndarray:
         (canvas.width(), canvas.height()),
         show_scale_bar=False,
         show_legend=legend,
+        pixel_ratio=canvas.devicePixelRatioF(),
     )
 
 
@@ -127,14 +130,16 @@ def test_annotations_look_the_same_on_screen_and_in_the_figure(
 def test_the_canvas_draws_the_shared_scale_bar(
     qtbot: QtBot, window: MainWindow, synthetic_slide: Path
 ) -> None:
-    """The canvas shows the Qt-free scale bar that figures get: same length in pixels."""
+    """The canvas shows the Qt-free scale bar that figures get: same length in (device)
+    pixels."""
     open_slide_in(qtbot, window, synthetic_slide)
+    ratio = window.canvas.devicePixelRatioF()
     for scale in (0.1, 0.37, 1.0):
         window.canvas.viewport.set_scale(scale)
         qtbot.waitUntil(window.canvas.visible_tiles_ready, timeout=TIMEOUT_MS)
-        spec = scale_bar_spec(1.0 / scale, 0.5)
+        spec = scale_bar_spec(1.0 / (scale * ratio), 0.5, MAX_BAR_PX * ratio)
         assert spec is not None
-        corner = grab(window)[-80:, :260].astype(int)
+        corner = grab(window)[-round(80 * ratio) :, : round(260 * ratio)].astype(int)
         ink = (np.abs(corner - 20) <= 12).all(axis=2)
         longest = max(_longest_run(row) for row in ink)
         assert abs(longest - spec.bar_px) <= 1.0, (scale, longest, spec.bar_px)

@@ -514,3 +514,79 @@ def test_ids_that_are_not_fresh_uuids_are_replaced() -> None:
     ids = [a.id for a in parse_geojson(text).annotations]
     assert ids[0] == same and len(set(ids)) == 3
     assert all(str(uuid.UUID(i)) == i for i in ids)
+
+
+# -- slides with bounds: coordinates count from the bounds, as in QuPath ---------------
+
+#: The top-left corner of a MIRAX slide's ``openslide.bounds-x/-y``.
+ORIGIN = (3000.0, 2000.0)
+
+
+def _on_the_tissue() -> list[Annotation]:
+    """:func:`every_kind`, moved inside bounds that start at :data:`ORIGIN`."""
+    return [a.translated(*ORIGIN) for a in every_kind()]
+
+
+def test_export_counts_from_the_slide_bounds_as_qupath_does() -> None:
+    rect = Annotation.rectangle(3100, 2050, 3400, 2300, classification=TUMOUR)
+    doc = to_geojson([rect], l0_origin=ORIGIN)
+    ring = doc["features"][0]["geometry"]["coordinates"][0]
+    xs, ys = {x for x, _ in ring}, {y for _, y in ring}
+    assert (xs, ys) == ({100.0, 400.0}, {50.0, 300.0})  # QuPath's pixels of the crop
+    assert doc["slidelens"]["l0_origin"] == [3000.0, 2000.0]
+
+
+def test_a_qupath_file_is_moved_by_the_bounds_origin() -> None:
+    """What QuPath writes for that rectangle on the slide it crops to the bounds."""
+    qupath = [
+        {
+            "type": "Feature",
+            "id": str(uuid.uuid4()),
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[100, 50], [400, 50], [400, 300], [100, 300], [100, 50]]],
+            },
+            "properties": {"objectType": "annotation"},
+        }
+    ]
+    result = parse_geojson(json.dumps(qupath), l0_origin=ORIGIN)
+    (rect,) = result.annotations
+    assert rect.kind is AnnotationKind.RECTANGLE
+    assert rect.l0_bounds == (3100, 2050, 3400, 2300)
+    assert result.l0_origin == ORIGIN
+    assert any("bounds" in note for note in result.notes)
+    # a slide without bounds: plain level-0 pixels
+    assert parse_geojson(json.dumps(qupath)).annotations[0].l0_bounds == (100, 50, 400, 300)
+
+
+def test_a_round_trip_through_qupath_lands_on_the_same_tissue(tmp_path: Path) -> None:
+    original = _on_the_tissue()
+    path = tmp_path / "for-qupath.geojson"
+    export_geojson(path, original, palette=DEFAULT_CLASSES, l0_origin=ORIGIN)
+    # QuPath reads the features and writes them back without our member
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    del doc["slidelens"]
+    back = parse_geojson(json.dumps(doc), l0_origin=ORIGIN)
+    assert list(back.annotations) == original
+    # our own file reads back right however it is imported: it states its origin
+    assert list(import_geojson(path, l0_origin=ORIGIN).annotations) == original
+    assert list(import_geojson(path).annotations) == original
+
+
+def test_files_without_an_origin_stay_in_level_0_pixels() -> None:
+    """Annotation files SlideLens saves beside the data are in level-0 pixels: their
+    member states no origin, so nothing is added whatever the slide's bounds."""
+    saved = _on_the_tissue()
+    doc = to_geojson(saved, source_id="abc", saved_at_ns=1)
+    assert "l0_origin" not in doc["slidelens"]
+    result = parse_geojson(json.dumps(doc), l0_origin=ORIGIN)
+    assert list(result.annotations) == saved
+    assert result.l0_origin == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("stated", [[1, 2, 3], "0,0", [1, None], [1, 1e300], [True, 0]])
+def test_a_bad_stated_origin_is_refused(stated: object) -> None:
+    doc = to_geojson(every_kind())
+    doc["slidelens"]["l0_origin"] = stated
+    with pytest.raises(AnnotationFileError, match="l0_origin"):
+        parse_geojson(json.dumps(doc))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from inference.cli.args import fraction, parse_region, positive_float
 
 if TYPE_CHECKING:
+    from inference.core.geometry import Rect
     from inference.slides import SlideSource
     from viewer.annotations import Annotation
     from viewer.layers.base import Layer
@@ -137,7 +138,7 @@ def _export(args: argparse.Namespace, source: SlideSource) -> int:
     l0_w, l0_h = info.dimensions
     region = args.region or Rect(0, 0, l0_w, l0_h)
     layers = _layers(args, source)
-    annotations = _annotations(args.annotations, args.quiet)
+    annotations = _annotations(args.annotations, args.quiet, info.l0_bounds)
     probe = FigureSpec.for_region(
         region, mpp=info.mpp, um_per_px=args.mpp, l0_per_px=args.downsample
     )
@@ -291,13 +292,15 @@ def _truth_layer(path: Path, source: SlideSource) -> Layer:
     return layer
 
 
-def _annotations(path: Path | None, quiet: bool) -> list[Annotation]:
+def _annotations(path: Path | None, quiet: bool, l0_bounds: Rect) -> list[Annotation]:
+    """The annotations of a GeoJSON file, counted from the slide's bounds as QuPath
+    counts them (see :mod:`viewer.annotations.geojson`)."""
     if path is None:
         return []
     from viewer.annotations import AnnotationFileError, import_geojson
 
     try:
-        imported = import_geojson(path)
+        imported = import_geojson(path, l0_origin=(l0_bounds.x, l0_bounds.y))
     except AnnotationFileError as exc:
         raise ValueError(str(exc)) from exc
     if imported.skipped and not quiet:

@@ -10,7 +10,8 @@ from inference.slides.base import SlideInfo
 
 #: Tile edge in level pixels for every level the viewer reads.
 TILE_SIZE = 256
-#: Screen pixels of margin around the view that are requested too, so panning finds tiles.
+#: Screen (logical) pixels of margin around the view that are requested too, so panning
+#: finds tiles.
 PREFETCH_MARGIN_SCR = 256
 
 
@@ -148,9 +149,20 @@ def coarse_level_for(grids: TileGridSet, level: int, factor: float = 4.0) -> int
     return max(level, choose_level(grids.downsamples, target))
 
 
-def plan_view(grids: TileGridSet, transform: ViewTransform, scr_w: int, scr_h: int) -> ViewPlan:
-    """The tiles a view needs: coarse ones first (a quick whole picture), then sharp ones."""
-    level = choose_level(grids.downsamples, 1.0 / transform.scale)
+def plan_view(
+    grids: TileGridSet,
+    transform: ViewTransform,
+    scr_w: int,
+    scr_h: int,
+    dev_per_scr: float = 1.0,
+) -> ViewPlan:
+    """The tiles a view needs: coarse ones first (a quick whole picture), then sharp ones.
+
+    ``transform`` and ``scr_w x scr_h`` are in screen (logical) pixels; the screen has
+    ``dev_per_scr`` device pixels per screen pixel, and the level is the one that gives
+    every *device* pixel a data pixel, so a HiDPI screen shows sharp tiles.
+    """
+    level = choose_level(grids.downsamples, 1.0 / transform.to_device(dev_per_scr).scale)
     l0_view = transform.scr_rect_to_l0(Rect(0, 0, scr_w, scr_h))
     visible = grids.tiles_for_l0_rect(level, l0_view)
     coarse = coarse_level_for(grids, level)

@@ -2,7 +2,8 @@
 
 Writing (:func:`to_geojson`, :func:`dumps_geojson`, :func:`export_geojson`) gives a
 ``FeatureCollection``; each annotation is a ``Feature`` with its UUID as ``id``,
-geometry in level-0 pixels, and ``properties``:
+geometry in level-0 pixels counted from ``l0_origin`` (see "Coordinates" below), and
+``properties``:
 
 * ``objectType``: ``"annotation"``;
 * ``name`` when it has one;
@@ -27,6 +28,21 @@ Reading (:func:`parse_geojson`, :func:`import_geojson`) accepts what QuPath writ
 ``[r, g, b]``, ``[r, g, b, a]`` or a packed integer (or legacy ``colorRGB``), or as a
 bare string; ``objectType`` ``annotation``, ``detection``, ``cell`` or ``tile`` (all
 become annotations here).  Axis-aligned 4-corner polygons become rectangles.
+
+Coordinates: QuPath opens a slide that states bounds (``openslide.bounds-x``/``-y``/
+``-width``/``-height``: MIRAX, Hamamatsu VMS) cropped to them, so its pixel ``(0, 0)``
+is the bounds' top-left corner, level-0 ``(bounds-x, bounds-y)``; QuPath's
+``OpenslideImageServer`` crops by default and adds ``boundsX``/``boundsY`` to every
+tile it reads.  The same convention holds here so that a GeoJSON round trip through
+QuPath lands on the same tissue: callers pass the bounds' corner
+(``SlideInfo.l0_bounds``) as ``l0_origin``; export writes level-0 coordinates minus
+it, import adds it back.  Slides without bounds have origin ``(0, 0)``: plain level-0
+pixels.  A file SlideLens wrote says in its ``"slidelens"`` member which origin its
+coordinates count from (``"l0_origin"``; absent means ``(0, 0)``, as in the
+annotation files SlideLens saves beside your data, which are always in level-0 pixels),
+and import honours that instead of the caller's, so our own files read back right
+whichever way they were written.  The round trip is exact for annotations inside the
+bounds.
 
 ``NaN`` and ``Infinity`` (not JSON, but QuPath writes them in measurements) are accepted
 where they are ignored and refused in coordinates and colours.

@@ -15,6 +15,8 @@ FORMAT_VERSION = 1
 SLIDELENS_MEMBER = "slidelens"
 KIND_KEY = "slidelens.kind"
 NOTE_KEY = "slidelens.note"
+#: In our member: the level-0 point the file's coordinates count from (absent: ``(0, 0)``).
+ORIGIN_KEY = "l0_origin"
 
 #: QuPath object types imported (as annotations); others are skipped.
 IMPORTED_OBJECT_TYPES = frozenset({"annotation", "detection", "cell", "tile"})
@@ -58,7 +60,8 @@ class ImportResult:
     ``palette`` the class palette saved by SlideLens (empty for other files);
     ``skipped`` counts features left out, by reason; ``notes`` says what was adapted
     (e.g. a MultiPolygon split); ``source_id`` and ``saved_at_ns`` come from our own
-    files (``None`` otherwise).
+    files (``None`` otherwise); ``l0_origin`` is the level-0 point the file's ``(0, 0)``
+    stood for, added to every coordinate read (see :mod:`viewer.annotations.geojson`).
     """
 
     annotations: tuple[Annotation, ...]
@@ -68,6 +71,7 @@ class ImportResult:
     notes: tuple[str, ...] = ()
     source_id: str | None = None
     saved_at_ns: int | None = None
+    l0_origin: tuple[float, float] = (0.0, 0.0)
 
     @property
     def skipped_count(self) -> int:

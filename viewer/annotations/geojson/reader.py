@@ -8,6 +8,7 @@ geometries and values are read by its base, :class:`~.values.ValueParser`.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +22,7 @@ from viewer.annotations.geojson.common import (
     IMPORTED_OBJECT_TYPES,
     KIND_KEY,
     NOTE_KEY,
+    ORIGIN_KEY,
     SKIPPED_GEOMETRIES,
     SLIDELENS_MEMBER,
     SUPPORTED_GEOMETRIES,
@@ -29,18 +31,25 @@ from viewer.annotations.geojson.common import (
     ImportResult,
 )
 from viewer.annotations.geojson.values import ValueParser, json_type, short
-from viewer.annotations.model import Annotation, AnnotationKind, new_id
+from viewer.annotations.model import Annotation, AnnotationKind, Point, new_id
 
 _NOT_A_DOCUMENT = "expected a GeoJSON FeatureCollection, a Feature or a list of features"
 
 
 class DocumentParser(ValueParser):
-    """One pass over one document; raises :class:`AnnotationFileError` at the first problem."""
+    """One pass over one document; raises :class:`AnnotationFileError` at the first problem.
 
-    def __init__(self, source: str | Path, limits: GeoJSONLimits) -> None:
+    ``l0_origin`` is the level-0 point that ``(0, 0)`` of a file from elsewhere (QuPath)
+    stands for; a file SlideLens wrote states its own (in our member).
+    """
+
+    def __init__(
+        self, source: str | Path, limits: GeoJSONLimits, l0_origin: Point = (0.0, 0.0)
+    ) -> None:
         super().__init__(source, limits)
         self.classes: dict[str, AnnotationClass] = {}
         self.ids: set[str] = set()
+        self.l0_origin = (float(l0_origin[0]), float(l0_origin[1]))
 
     # -- document ----------------------------------------------------------------------
 
@@ -49,11 +58,20 @@ class DocumentParser(ValueParser):
         self.check_depth(doc)
         features, member = self.top_level(doc)
         palette, source_id, saved_at_ns = self.member(member)
+        origin = self.file_origin(member)
         annotations: list[Annotation] = []
         for number, item in enumerate(features, start=1):
             self.where = f"feature {number}"
             annotations.extend(self.feature(item))
         self.where = ""
+        ox, oy = origin
+        if ox or oy:
+            annotations = [a.translated(ox, oy) for a in annotations]
+            if member is None:
+                self.notes.append(
+                    f"coordinates counted from the slide's bounds at ({ox:g}, {oy:g}) "
+                    "level-0 px, as QuPath counts them"
+                )
         return ImportResult(
             annotations=tuple(annotations),
             classes=tuple(self.classes.values()),
@@ -62,7 +80,29 @@ class DocumentParser(ValueParser):
             notes=tuple(self.notes),
             source_id=source_id,
             saved_at_ns=saved_at_ns,
+            l0_origin=origin,
         )
+
+    def file_origin(self, member: object) -> tuple[float, float]:
+        """The level-0 point the file's ``(0, 0)`` stands for: what our member states
+        (``(0, 0)`` when it states none: SlideLens wrote level-0 coordinates before it
+        wrote origins), else the caller's ``l0_origin`` (a file from QuPath)."""
+        if not isinstance(member, dict):
+            return self.l0_origin
+        stated = member.get(ORIGIN_KEY)
+        if stated is None:
+            return (0.0, 0.0)
+        self.where = f"'{SLIDELENS_MEMBER}' member"
+        limit = self.limits.max_abs_coordinate
+        if (
+            not isinstance(stated, list)
+            or len(stated) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in stated)
+            or not all(math.isfinite(v) and abs(v) <= limit for v in stated)
+        ):
+            self.fail(f"'{ORIGIN_KEY}' must be two finite numbers [x, y], not {short(stated)}")
+        self.where = ""
+        return float(stated[0]), float(stated[1])
 
     def load(self, data: bytes | str) -> object:
         """The JSON value of the text (size, encoding and syntax checked)."""
@@ -264,19 +304,29 @@ class DocumentParser(ValueParser):
 
 
 def parse_geojson(
-    data: bytes | str, *, source: str | Path = "<memory>", limits: GeoJSONLimits = DEFAULT_LIMITS
+    data: bytes | str,
+    *,
+    source: str | Path = "<memory>",
+    limits: GeoJSONLimits = DEFAULT_LIMITS,
+    l0_origin: Point = (0.0, 0.0),
 ) -> ImportResult:
     """Parse GeoJSON text (see :mod:`viewer.annotations.geojson` for what is accepted).
 
-    ``source`` names the file in error messages.  Raises :class:`AnnotationFileError`.
+    ``source`` names the file in error messages.  ``l0_origin`` is added to the
+    coordinates of a file that SlideLens did not write: pass the top-left corner of the
+    slide's bounds (``SlideInfo.l0_bounds``), which QuPath counts from.  Raises
+    :class:`AnnotationFileError`.
     """
-    return DocumentParser(source, limits).parse(data)
+    return DocumentParser(source, limits, l0_origin).parse(data)
 
 
-def import_geojson(path: Path, *, limits: GeoJSONLimits = DEFAULT_LIMITS) -> ImportResult:
+def import_geojson(
+    path: Path, *, limits: GeoJSONLimits = DEFAULT_LIMITS, l0_origin: Point = (0.0, 0.0)
+) -> ImportResult:
     """Read and parse a GeoJSON file; the size limit is checked before reading.
 
-    Raises :class:`AnnotationFileError` (unreadable, too large, malformed).
+    ``l0_origin`` as for :func:`parse_geojson`.  Raises :class:`AnnotationFileError`
+    (unreadable, too large, malformed).
     """
     path = Path(path)
     try:
@@ -289,4 +339,4 @@ def import_geojson(path: Path, *, limits: GeoJSONLimits = DEFAULT_LIMITS) -> Imp
             data = fh.read(limits.max_bytes + 1)
     except OSError as exc:
         raise AnnotationFileError(path, f"cannot read: {exc.strerror or exc}") from exc
-    return parse_geojson(data, source=path, limits=limits)
+    return parse_geojson(data, source=path, limits=limits, l0_origin=l0_origin)

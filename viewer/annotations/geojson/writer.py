@@ -13,6 +13,7 @@ from viewer.annotations.geojson.common import (
     FORMAT_VERSION,
     KIND_KEY,
     NOTE_KEY,
+    ORIGIN_KEY,
     SLIDELENS_MEMBER,
     AnnotationFileError,
 )
@@ -44,8 +45,15 @@ def _class_json(cls: AnnotationClass) -> dict[str, Any]:
     return {"name": cls.name, "color": list(cls.colour)}
 
 
-def feature(annotation: Annotation) -> dict[str, Any]:
-    """One annotation as a QuPath-readable GeoJSON ``Feature``."""
+def feature(annotation: Annotation, *, l0_origin: Point = (0.0, 0.0)) -> dict[str, Any]:
+    """One annotation as a QuPath-readable GeoJSON ``Feature``.
+
+    ``l0_origin`` is the level-0 point that the file's ``(0, 0)`` stands for: the
+    coordinates written are level-0 minus it (see :mod:`viewer.annotations.geojson`).
+    """
+    ox, oy = l0_origin
+    if ox or oy:
+        annotation = annotation.translated(-ox, -oy)
     properties: dict[str, Any] = {"objectType": "annotation"}
     if annotation.name:
         properties["name"] = annotation.name
@@ -69,12 +77,21 @@ def to_geojson(
     palette: Iterable[AnnotationClass] = (),
     source_id: str | None = None,
     saved_at_ns: int | None = None,
+    l0_origin: Point = (0.0, 0.0),
 ) -> dict[str, Any]:
-    """A ``FeatureCollection`` of the annotations (in order) plus our ``slidelens`` member."""
+    """A ``FeatureCollection`` of the annotations (in order) plus our ``slidelens`` member.
+
+    Coordinates are level-0 minus ``l0_origin`` (QuPath's convention for a slide with
+    bounds is their top-left corner); a non-zero origin is recorded in the member as
+    ``l0_origin``, so that SlideLens reads its own files back wherever they count from.
+    """
     member: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "classes": [_class_json(c) for c in palette],
     }
+    ox, oy = float(l0_origin[0]), float(l0_origin[1])
+    if ox or oy:
+        member[ORIGIN_KEY] = [ox, oy]
     if source_id is not None:
         member["source_id"] = source_id
     if saved_at_ns is not None:
@@ -82,7 +99,7 @@ def to_geojson(
     return {
         "type": "FeatureCollection",
         SLIDELENS_MEMBER: member,
-        "features": [feature(a) for a in annotations],
+        "features": [feature(a, l0_origin=(ox, oy)) for a in annotations],
     }
 
 
@@ -92,20 +109,33 @@ def dumps_geojson(
     palette: Iterable[AnnotationClass] = (),
     source_id: str | None = None,
     saved_at_ns: int | None = None,
+    l0_origin: Point = (0.0, 0.0),
 ) -> str:
     """:func:`to_geojson` as compact JSON text (UTF-8 safe, no NaN)."""
-    doc = to_geojson(annotations, palette=palette, source_id=source_id, saved_at_ns=saved_at_ns)
+    doc = to_geojson(
+        annotations,
+        palette=palette,
+        source_id=source_id,
+        saved_at_ns=saved_at_ns,
+        l0_origin=l0_origin,
+    )
     return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def export_geojson(
-    path: Path, annotations: Iterable[Annotation], *, palette: Iterable[AnnotationClass] = ()
+    path: Path,
+    annotations: Iterable[Annotation],
+    *,
+    palette: Iterable[AnnotationClass] = (),
+    l0_origin: Point = (0.0, 0.0),
 ) -> None:
     """Write annotations to a GeoJSON file QuPath can import (atomically).
 
-    Raises :class:`AnnotationFileError` if the file cannot be written.
+    ``l0_origin``: pass the top-left corner of the slide's bounds
+    (``SlideInfo.l0_bounds``), which QuPath counts its coordinates from.  Raises
+    :class:`AnnotationFileError` if the file cannot be written.
     """
-    text = dumps_geojson(annotations, palette=palette)
+    text = dumps_geojson(annotations, palette=palette, l0_origin=l0_origin)
     try:
         atomic_write_text(Path(path), text)
     except OSError as exc:

@@ -9,6 +9,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, Q
 from inference.core.geometry import Rect, ViewTransform
 from viewer.annotations import Annotation, AnnotationKind
 from viewer.layers.annotation_layer import AnnotationLayer
+from viewer.qt.canvas.tools import cosmetic_pen
 
 #: Screen sizes (px) of what annotation drawing adds to the geometry.
 LINE_WIDTH = 2.0
@@ -65,8 +66,7 @@ def _paint_one(
     selected: bool,
 ) -> None:
     colour = QColor(*annotation.colour)
-    pen = QPen(colour, SELECTED_WIDTH if selected else LINE_WIDTH)
-    pen.setCosmetic(True)
+    pen = cosmetic_pen(colour, SELECTED_WIDTH if selected else LINE_WIDTH, painter)
     if selected:
         pen.setColor(colour.lighter(130))
     painter.setPen(pen)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 
 from viewer.annotations import Annotation, AnnotationClass, AnnotationKind, AnnotationSet
-from viewer.qt.canvas.tools import CLICK_SLOP_SCR, CanvasTool, ToolCanvas
+from viewer.qt.canvas.tools import CLICK_SLOP_SCR, CanvasTool, ToolCanvas, cosmetic_pen
 
 #: How near (screen px) a click must be to pick an outline, point or handle.
 PICK_RADIUS_SCR = 6.0
@@ -44,10 +44,8 @@ def _scr(canvas: ToolCanvas, l0_x: float, l0_y: float) -> QPointF:
     return QPointF(x, y)
 
 
-def _preview_pen() -> QPen:
-    pen = QPen(QColor(255, 210, 0), 2, Qt.PenStyle.DashLine)
-    pen.setCosmetic(True)
-    return pen
+def _preview_pen(painter: QPainter) -> QPen:
+    return cosmetic_pen(QColor(255, 210, 0), 2, painter, Qt.PenStyle.DashLine)
 
 
 class _DrawTool(CanvasTool):
@@ -133,7 +131,7 @@ class DragShapeTool(_DrawTool):
             return
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setPen(_preview_pen())
+        painter.setPen(_preview_pen(painter))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         end = self._corner()
         if self.kind is AnnotationKind.RULER:
@@ -226,7 +224,7 @@ class PolygonTool(_DrawTool):
             points.append(self._hover)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setPen(_preview_pen())
+        painter.setPen(_preview_pen(painter))
         painter.drawPolyline(QPolygonF(points))
         painter.setBrush(QColor(255, 210, 0))
         for point in points[: len(self._vertices)]:
@@ -283,7 +281,7 @@ class FreehandTool(_DrawTool):
             return
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setPen(_preview_pen())
+        painter.setPen(_preview_pen(painter))
         painter.drawPolyline(QPolygonF(self._stroke))
         painter.restore()
 
@@ -436,7 +434,7 @@ class SelectTool(CanvasTool):
         if self._band is None:
             return
         painter.save()
-        painter.setPen(_preview_pen())
+        painter.setPen(_preview_pen(painter))
         path = QPainterPath()
         path.addRect(QRectF(*self._band).normalized())
         painter.drawPath(path)

@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPolygonF
 
 from inference.core.geometry import Rect, ViewTransform
 from viewer.layers.annotation_layer import AnnotationLayer
@@ -15,6 +15,7 @@ from viewer.layers.base import Layer, LayerStack
 from viewer.layers.heatmap import ColourImage, HeatmapLayer
 from viewer.layers.masks import MaskLayer, PolygonLayer
 from viewer.qt.canvas.annotation_painter import paint_annotation_layer
+from viewer.qt.canvas.tools import cosmetic_pen
 
 
 class _ImageCache:
@@ -121,8 +122,7 @@ class LayerPainter:
             scr = (polygon - (transform.l0_x, transform.l0_y)) * transform.scale
             path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in scr]))
             path.closeSubpath()
-        pen = QPen(QColor(*colour), line_width)
-        pen.setCosmetic(True)
+        pen = cosmetic_pen(QColor(*colour), line_width, painter)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -16,6 +16,26 @@ from viewer.tiles.viewport import ViewportModel
 CLICK_SLOP_SCR = 4.0
 
 
+def cosmetic_pen(
+    colour: QColor,
+    scr_width: float,
+    painter: QPainter,
+    style: Qt.PenStyle = Qt.PenStyle.SolidLine,
+) -> QPen:
+    """A pen ``scr_width`` screen (logical) px wide at any zoom.
+
+    Qt draws a cosmetic pen's width in device pixels, untouched by the painter's
+    device pixel ratio; the width is multiplied by that ratio here, so outlines keep
+    their size on a HiDPI screen (and match an export at the screen's ratio, which
+    grows its lines by it too).
+    """
+    device = painter.device()
+    ratio = device.devicePixelRatioF() if device is not None else 1.0
+    pen = QPen(colour, scr_width * ratio, style)
+    pen.setCosmetic(True)
+    return pen
+
+
 class ToolCanvas(Protocol):
     """What a tool needs from the canvas it works on (the slide canvas is one)."""
 
@@ -126,9 +146,7 @@ class RectangleTool(CanvasTool):
         if self._start is None or self._end is None:
             return
         painter.save()
-        pen = QPen(self._colour, 2, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        painter.setPen(pen)
+        painter.setPen(cosmetic_pen(self._colour, 2, painter, Qt.PenStyle.DashLine))
         fill = QColor(self._colour)
         fill.setAlpha(40)
         painter.setBrush(fill)
