@@ -31,8 +31,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from inference.core.atomic_io import atomic_write, atomic_write_text
 from inference.core.palette import class_colours
-from inference.results.store import InferenceResult, atomic_write, atomic_write_text
+from inference.results.store import InferenceResult
 
 #: Pyramid levels are added until the longer side is at most this.
 _HEATMAP_MIN_LEVEL_SIDE = 256

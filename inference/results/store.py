@@ -1,4 +1,5 @@
-"""Result grids built from the engine's batches, and the on-disk result cache.
+"""Result grids built from the engine's batches (the on-disk cache is
+:mod:`inference.results.cache`).
 
 * :class:`ResultGrid` (classification): per-class probabilities on a grid of cells, one
   cell per patch.  Cell ``(c, r)`` is the stride-sized square centred on patch
@@ -8,9 +9,6 @@
 * :class:`SegmentationMap` (segmentation): per-class probability maps at a stated
   downsample (``l0_per_px``), blended from overlapping tiles with a Hann window so the
   seams of the sliding window disappear.
-* :class:`ResultCache`: finished results on disk, keyed by the slide's content hash,
-  the model's hash and the parameters; writes are atomic and a damaged entry reads as
-  a miss.
 
 Cells or pixels without a value are NaN; patches skipped as background are recorded in
 ``background`` and never carry a value.
@@ -18,27 +16,20 @@ Cells or pixels without a value are NaN; patches skipped as background are recor
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 # atomic_write and atomic_write_text moved to inference.core.atomic_io; they stay importable
 # from here because export_results and older callers import them from this module.
-from inference.core.atomic_io import atomic_write, atomic_write_text
 from inference.core.geometry import Rect, raster_index, raster_window
 from inference.engine.patches import PatchGrid
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult
 
-log = logging.getLogger(__name__)
 
 #: Bumped when the cache layout changes; older entries then read as misses.
 CACHE_FORMAT = 1
@@ -357,103 +348,3 @@ def result_from_arrays(
         raise ValueError(f"unknown task {meta['task']!r}")
     result._load_arrays(arrays)
     return result
-
-
-# -- cache ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CachedResult:
-    result: InferenceResult
-    meta: dict[str, Any]
-
-
-class ResultCache:
-    """Finished results on disk: ``<key>.npz`` (arrays) and ``<key>.json`` (metadata).
-
-    The JSON is written last, so its presence marks a complete entry.  :meth:`load`
-    returns ``None`` for a miss and for an entry that cannot be read back.
-    """
-
-    def __init__(self, folder: Path | None = None) -> None:
-        if folder is None:
-            from inference.core.paths import user_data_dir
-
-            folder = user_data_dir() / "cache" / "results"
-        self.folder = Path(folder)
-
-    @staticmethod
-    def key(source_id: str, model_sha256: str, params: Mapping[str, Any]) -> str:
-        """SHA-256 over the slide's content id, the model's hash and the parameters."""
-        blob = json.dumps(
-            {
-                "format": CACHE_FORMAT,
-                "source_id": source_id,
-                "model_sha256": model_sha256,
-                "params": params,
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        if not key or any(c not in "0123456789abcdef" for c in key):
-            raise ValueError(f"not a cache key: {key!r}")
-        return self.folder / f"{key}.npz", self.folder / f"{key}.json"
-
-    def save(
-        self, key: str, result: InferenceResult, meta: Mapping[str, Any] | None = None
-    ) -> Path:
-        """Store a result atomically; return the JSON path."""
-        npz_path, json_path = self._paths(key)
-        arrays = result.arrays()
-        atomic_write(npz_path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
-        doc = {
-            "format": CACHE_FORMAT,
-            "key": key,
-            "result": result.meta(),
-            "meta": dict(meta or {}),
-        }
-        atomic_write_text(json_path, json.dumps(doc, indent=1, default=str))
-        return json_path
-
-    def load(self, key: str) -> CachedResult | None:
-        """The stored result, or ``None`` when missing or unreadable."""
-        npz_path, json_path = self._paths(key)
-        if not json_path.is_file():
-            return None
-        try:
-            doc = json.loads(json_path.read_text("utf-8"))
-            if doc.get("format") != CACHE_FORMAT or doc.get("key") != key:
-                return None
-            with np.load(npz_path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            result = result_from_arrays(doc["result"], arrays)
-        except Exception as exc:  # a damaged entry is a miss, whatever broke
-            log.warning("ignoring unreadable result cache entry %s: %s", json_path.name, exc)
-            return None
-        return CachedResult(result=result, meta=dict(doc.get("meta", {})))
-
-    def entries_for(self, source_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """``(key, meta)`` of every stored result whose meta names ``source_id``, newest
-        first.  Unreadable entries are skipped."""
-        found: list[tuple[float, str, dict[str, Any]]] = []
-        if not self.folder.is_dir():
-            return []
-        for json_path in self.folder.glob("*.json"):
-            try:
-                doc = json.loads(json_path.read_text("utf-8"))
-                meta = doc.get("meta", {})
-                if doc.get("format") != CACHE_FORMAT or not isinstance(meta, dict):
-                    continue
-                if meta.get("source_id") == source_id:
-                    found.append((json_path.stat().st_mtime, str(doc["key"]), meta))
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("ignoring unreadable result cache entry %s: %s", json_path.name, exc)
-        found.sort(key=lambda item: item[0], reverse=True)
-        return [(key, meta) for _, key, meta in found]
-
-    def discard(self, key: str) -> None:
-        for path in self._paths(key):
-            path.unlink(missing_ok=True)

@@ -235,7 +235,8 @@ def run_job_body(
     from inference.engine.prepare import prepare
     from inference.engine.runner import run_prepared
     from inference.models import UntrustedModelError
-    from inference.results.store import ResultCache, new_result
+    from inference.results.cache import ResultCache
+    from inference.results.store import new_result
 
     device = resolve_device(spec.device)
     try:
@@ -298,7 +299,7 @@ def restore_cached_body(
     with ``slide``) for each whole-slide result (newest per model), and for region
     results of models with no whole-slide result, newest first, at most
     :data:`MAX_RESTORED`; stops early once ``cancel`` is set."""
-    from inference.results.store import ResultCache
+    from inference.results.cache import ResultCache
 
     cache = ResultCache(cache_folder)
     chosen: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
