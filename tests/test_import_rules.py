@@ -21,9 +21,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("inference", "viewer")
-HEAVY = ("torch", "torchvision", "pytorch_grad_cam", "timm")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "pytorch_grad_cam",
+    "timm",
+    "onnxruntime",
+    "onnx",
+    "dask",
+    "distributed",
+)
 QT = ("PySide6", "shiboken6", "qtawesome")
-QT_FREE_VIEWER = ("viewer/tiles", "viewer/layers", "viewer/annotations", "viewer/export")
+QT_FREE_VIEWER = (
+    "viewer/tiles",
+    "viewer/layers",
+    "viewer/annotations",
+    "viewer/export",
+    "viewer/projects",
+)
 
 
 @dataclass(frozen=True)
@@ -312,7 +327,8 @@ def test_cycle_detector_finds_cycles(
 
 #: The layers of ``inference``, lowest first: a package imports only packages of a lower
 #: layer (or its own). ``models.demo`` trains and evaluates the demo models with the
-#: whole engine, so it sits on top with the commands.
+#: whole engine, so it sits on top with the commands.  ``batch`` writes result files
+#: (``results``) for one slide or many (Dask tasks); the commands and benchmarks run it.
 INFERENCE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference.core",),
     ("inference.slides",),
@@ -320,6 +336,7 @@ INFERENCE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference.engine",),
     ("inference.results",),
     ("inference.explain", "inference.evaluation"),
+    ("inference.batch",),
     ("inference.models.demo", "inference.bench"),
     ("inference.cli",),
 )

@@ -17,6 +17,13 @@ All figures are measured in one run on the same tissue patches of one slide:
 * ``naive_patches_per_s``: one patch at a time, read then forward, the way the seed
   notebooks did it (torch's default threads, no read-ahead), on a subset.
 * ``speedup_vs_naive``: end to end over naive.
+* ``torch_eager_patches_per_s`` beside ``onnxruntime_patches_per_s`` (and
+  ``torch_export_patches_per_s`` / ``torchscript_patches_per_s`` when the folder has
+  those forms): the model ceiling with each backend on the same batches, with
+  ``backend`` (what the figures above ran), ``fastest_backend`` and
+  ``onnxruntime_vs_eager``; see :mod:`inference.bench.backends` (a folder without
+  ``model.onnx`` is exported to ONNX once for this).  When the folder offers several
+  forms, the fastest is recorded and the engine runs it by default.
 
 Every phase opens the slide afresh so none profits from another's decoded-tile cache.
 """
@@ -59,7 +66,13 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-patches", type=int, default=256, help="tissue patches measured")
     parser.add_argument("--naive-patches", type=int, default=32, help="patches for the naive loop")
     parser.add_argument("--mpp", type=float, default=None, help="for slides without mpp")
-    parser.add_argument("--trust", action="store_true")
+    parser.add_argument("--trust", action="store_true", help="allow the model's programs")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "eager", "pt2", "onnx", "torchscript"),
+        default="auto",
+        help="the form the end-to-end figures run (default: the fastest recorded)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=bench_command)
 
@@ -247,10 +260,14 @@ def bench_command(args: argparse.Namespace) -> int:
         cpu_lanes=args.cpu_lanes,
         mpp_override=args.mpp,
         trust=args.trust,
+        backend=args.backend,
     )
+    from inference.bench.backends import compare_backends
+
     with prepare(job) as full:
         prepared = full.limited(args.max_patches)
         figures = measure(prepared, lambda: _Opened(slide), naive_patches=args.naive_patches)
+        figures |= compare_backends(prepared)
         report: dict[str, Any] = {
             "bench": "inference",
             "slide": str(slide),
@@ -276,5 +293,9 @@ def bench_command(args: argparse.Namespace) -> int:
     else:
         for key, value in report.items():
             print(f"{key:32s} {value}")
+        rates = report.get("backend_patches_per_s", {})
+        if rates:
+            side = "   ".join(f"{k} {v:.1f}" for k, v in rates.items())
+            print(f"{'patches/s by backend':32s} {side}")
     sys.stdout.flush()
     return 0

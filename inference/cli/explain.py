@@ -4,7 +4,10 @@ Writes three files: ``cam.png`` (the slide pixels of the patch or region with th
 blended in a colour map), ``cam.json`` (provenance: model and hash, method, layer, class,
 normalisation, geometry in level-0 pixels, class scores, timing, versions) and
 ``cam.npy`` (the raw blended CAM, float32, NaN where nothing was explained).  Every
-failure a user can cause ends in one line naming the file or value and a non-zero exit.
+failure a user can cause ends in one line naming the file or value and a non-zero exit
+(:mod:`inference.cli.exit_codes`): 2 for what the command line asks wrongly (method,
+class, layer, model, a region outside the slide or too big, a pixel size needed), 1 when
+the slide cannot be read or the outputs written, 130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from inference.cli.args import device, parse_region, positive_float
+from inference.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from inference.explain.methods import METHODS
 
 if TYPE_CHECKING:
     from inference.explain.requests import CamResult
     from inference.slides import SlideSource
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
 #: Opacity of the CAM over the slide at the top of the scale (at 0 it is ``_ALPHA_MIN``).
 _ALPHA_MAX = 0.65
 _ALPHA_MIN = 0.15
@@ -77,7 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--percentile", type=float, default=None, help="raw percentile shown as 1 (default 99)"
     )
     parser.add_argument(
-        "--trust", action="store_true", help="allow a TorchScript model (it is a program)"
+        "--trust",
+        action="store_true",
+        help="allow the model's programs (TorchScript, .pt2): they can run code when loaded",
     )
     parser.add_argument("--device", type=device, default="cpu", help="cpu (default), cuda, auto")
     parser.add_argument("--out", required=True, type=Path, help="overlay image (.png)")
@@ -153,7 +158,7 @@ def write_outputs(
 
     from PIL import Image
 
-    from inference.results.store import atomic_write, atomic_write_text
+    from inference.core.atomic_io import atomic_write, atomic_write_text
 
     paths = {"png": out, "json": out.with_suffix(".json"), "npy": out.with_suffix(".npy")}
     image = overlay(slide_pixels(source, result), result.normalised())
@@ -185,6 +190,7 @@ def explain_command(args: argparse.Namespace) -> int:
     """The ``explain`` handler: returns the exit code."""
     from inference.engine.device import resolve_device
     from inference.engine.job import InferenceError
+    from inference.engine.patches import MissingMppError
     from inference.explain.methods import ExplainCancelled, ExplainError
     from inference.explain.requests import CamRequest
     from inference.models import ModelError, load_model, resolve_model
@@ -194,7 +200,7 @@ def explain_command(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() != ".png":
         print(f"slidelens explain: --out {out} must end in .png", file=err)
-        return EXIT_FAILED
+        return EXIT_USAGE
     kwargs: dict[str, Any] = {"method": args.method, "layer": args.layer, "target": args.target}
     if args.overlap is not None:
         kwargs["overlap"] = args.overlap
@@ -208,8 +214,12 @@ def explain_command(args: argparse.Namespace) -> int:
         method_spec(args.method)
         device = resolve_device(args.device)
         model = load_model(resolve_model(args.model), trust=args.trust, device=device)
+    except (ExplainError, ModelError, InferenceError) as exc:
+        print(f"slidelens explain: {exc}", file=err)
+        return EXIT_USAGE
+    try:
         source = open_slide(args.slide)
-    except (ExplainError, ModelError, SlideError, InferenceError) as exc:
+    except SlideError as exc:
         print(f"slidelens explain: {exc}", file=err)
         return EXIT_FAILED
     try:
@@ -241,10 +251,14 @@ def explain_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         print("slidelens explain: interrupted", file=err)
-        return EXIT_CANCELLED
+        return EXIT_INTERRUPTED
     except ExplainCancelled:
-        return EXIT_CANCELLED
-    except (ExplainError, SlideError, ValueError, OSError) as exc:
+        return EXIT_INTERRUPTED
+    except (ExplainError, MissingMppError) as exc:  # what was asked cannot be done
+        bar.close()
+        print(f"slidelens explain: {args.slide}: {exc}", file=err)
+        return EXIT_USAGE
+    except (SlideError, ValueError, OSError) as exc:
         bar.close()
         print(f"slidelens explain: {args.slide}: {exc}", file=err)
         return EXIT_FAILED

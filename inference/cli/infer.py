@@ -33,6 +33,7 @@ from inference.batch.one_slide import (
 )
 from inference.batch.settings import SlideSettings
 from inference.cli.args import device, parse_region, positive_float, positive_int
+from inference.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inference.engine.tissue import DEFAULT_TISSUE_THRESHOLD
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Exit codes.
-EXIT_OK, EXIT_SLIDE_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit codes (defined once for every command).
+EXIT_SLIDE_FAILED = EXIT_FAILED
 
 
 # -- argument types ------------------------------------------------------------------------
@@ -74,6 +75,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("slides", nargs="+", type=Path, metavar="SLIDE", help="slide files")
     parser.add_argument("--model", required=True, help="bundled model name or model folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_slide_options(parser)
+    parser.set_defaults(handler=infer_command)
+
+
+def add_slide_options(parser: argparse.ArgumentParser) -> None:
+    """The per-slide options ``slidelens infer`` and ``slidelens batch`` share (read back
+    by :meth:`~inference.batch.settings.SlideSettings.from_namespace`), and ``-q``."""
     parser.add_argument(
         "--region",
         type=parse_region,
@@ -110,12 +118,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--torch-threads", type=positive_int, help="torch threads of each lane on the CPU"
     )
     parser.add_argument(
-        "--trust", action="store_true", help="allow a TorchScript model (it is a program)"
+        "--trust",
+        action="store_true",
+        help="allow the model's programs (TorchScript, .pt2): they can run code when loaded",
     )
     parser.add_argument("--force", action="store_true", help="recompute slides with results")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=infer_command)
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -208,6 +217,12 @@ def infer_command(args: argparse.Namespace) -> int:
             )
             run.result = None  # the files hold it; keep memory flat over many slides
             runs.append(run)
+            if run.status == "cached" and not quiet:
+                print(
+                    f"{slide.name}: reused the cached result of the same model and settings "
+                    f"(not recomputed; --force or --no-cache recomputes)",
+                    file=err,
+                )
         except KeyboardInterrupt:
             print(f"\n{slide.name}: interrupted; run again to resume", file=err)
             raise

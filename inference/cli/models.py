@@ -2,7 +2,11 @@
 
 Prints, per model: name, task, classes, spacing, patch size, source, licence and the held-out
 metrics the card reports, or the error of a folder whose card is invalid.  ``--json`` prints
-the same as a JSON list.  Exit code 0, or 1 when a folder given with ``--model`` is invalid.
+the same as a JSON list.  Exit code 0, or 2 (bad input, :mod:`inference.cli.exit_codes`)
+when a folder given with ``--model`` is invalid.
+
+Subcommands: ``slidelens models import PATH`` (:mod:`inference.cli.models_import`) and
+``slidelens models convert MODEL --to pt2|onnx`` (:mod:`inference.cli.models_convert`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inference.cli.exit_codes import EXIT_OK, EXIT_USAGE
+from inference.cli.models_convert import add_convert_parser
+from inference.cli.models_import import add_import_parser
 from inference.models.registry import ModelEntry, list_models, user_models_dir
 
 
@@ -38,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run_models)
+    actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
+    add_import_parser(actions)
+    add_convert_parser(actions)
 
 
 def entry_as_dict(entry: ModelEntry) -> dict[str, Any]:
@@ -94,4 +104,4 @@ def run_models(args: argparse.Namespace) -> int:
     if bad_given and args.json:
         for entry in bad_given:
             print(entry.error, file=sys.stderr)
-    return 1 if bad_given else 0
+    return EXIT_USAGE if bad_given else EXIT_OK

@@ -108,7 +108,9 @@ class InferenceJob:
     ``num_readers`` reader threads ahead of it).  ``torch_threads``: intra-op threads of
     each lane (``None``: the cores shared out among the lanes, see
     :func:`~inference.engine.cores.default_cpu_threads`).  ``seg_tile_px``: segmentation
-    tiles are returned at most this many pixels square.
+    tiles are returned at most this many pixels square.  ``backend``: which form of a
+    model folder runs (``eager``, ``pt2``, ``onnx``, ``torchscript``; ``None``: the
+    fastest measured on this machine, see :func:`inference.models.load_model`).
     """
 
     slide: str | Path | SlideSource
@@ -126,6 +128,7 @@ class InferenceJob:
     torch_threads: int | None = None
     seg_tile_px: int = 64
     trust: bool = False
+    backend: str | None = None
     job_id: int = 0
 
 

@@ -54,13 +54,16 @@ def _open_source(slide: str | Path | SlideSource) -> tuple[SlideSource, bool]:
     return slide, False
 
 
-def _load_model(model: str | Path | ModelLike, device: str, trust: bool) -> ModelLike:
-    """The model loaded from a name or folder, or a loaded one moved to ``device``."""
+def _load_model(
+    model: str | Path | ModelLike, device: str, trust: bool, backend: str | None = None
+) -> ModelLike:
+    """The model loaded from a name or folder (in the ``backend`` form, else the fastest
+    here), or a loaded one moved to ``device``."""
     if isinstance(model, str | Path):
         from inference.models import load_model, resolve_model
 
         folder = resolve_model(str(model))
-        loaded: ModelLike = load_model(folder, trust=trust, device=device)
+        loaded: ModelLike = load_model(folder, trust=trust, device=device, backend=backend)
         return loaded
     if str(model.device) != device and hasattr(model, "to"):
         moved = model.to(device)
@@ -194,7 +197,7 @@ def prepare(job: InferenceJob) -> PreparedJob:
     device = resolve_device(job.device)
     source, owns = _open_source(job.slide)
     try:
-        model = _load_model(job.model, device, job.trust)
+        model = _load_model(job.model, device, job.trust, job.backend)
         card = model.card
         segmentation = card.task == "segmentation"
         overlap = (

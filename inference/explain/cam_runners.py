@@ -13,7 +13,9 @@ runs its masked forward passes under the engine's mixed-precision policy
 library's projection but computes it with an economy SVD
 (:func:`first_component_projection`; the library's full SVD needs ``(H*W)^2`` floats,
 20 GB for a 224 x 224 segmentation layer).  :class:`HookCamRunner` holds the hooks from
-construction to ``close``.  torch and pytorch_grad_cam are imported inside functions.
+construction to ``close``, and hands a layer's ``reshape`` (tokens or channels-last maps
+to ``(N, C, h, w)``, :mod:`inference.explain.reshape`) to the CAM's constructor as
+pytorch-grad-cam's ``reshape_transform``.  torch and pytorch_grad_cam are imported inside functions.
 """
 
 from __future__ import annotations
@@ -208,12 +210,13 @@ class HookCamRunner:
         layer: nn.Module,
         patch_loop: BatchLoop,
         masked_loop: BatchLoop,
+        reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         cls = cam_classes()[spec.name]
         self.spec = spec
         self.module = module
         self.patch_loop = patch_loop
-        self.cam: Any = cls(model=module, target_layers=[layer])
+        self.cam: Any = cls(model=module, target_layers=[layer], reshape_transform=reshape)
         if spec.name == "scorecam":
             self.cam.loop = masked_loop
 

@@ -1,19 +1,23 @@
 """The layer a CAM is taken from: finding it by name, and its output without a full pass.
 
-Contract: :func:`resolve_layer` finds a submodule by dotted path or raises
-:class:`~inference.explain.methods.LayerNotFoundError` listing nearby valid names;
+Contract: :func:`resolve_layer` finds a submodule by dotted path (a number may count
+from the end: ``blocks.-1.norm1``; :func:`resolve_layer_named` also gives its canonical
+name) or raises :class:`~inference.explain.methods.LayerNotFoundError` listing nearby
+valid names;
 :func:`guess_channels` reads a layer's likely output channels off its modules without
 running anything; :func:`layer_output_shape` runs the model only up to the layer (a
-temporary hook stops the pass there and is always removed).  torch is imported inside
-functions only.
+temporary hook stops the pass there and is always removed; ``reshape`` turns it into
+the maps a CAM sees).  torch is imported inside functions only.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from inference.explain.methods import ExplainError, LayerNotFoundError
+from inference.models.layer_paths import find_layer
 
 if TYPE_CHECKING:
     import torch
@@ -21,14 +25,22 @@ if TYPE_CHECKING:
 
 
 def resolve_layer(module: nn.Module, name: str, model_name: str = "model") -> nn.Module:
-    """The submodule at a dotted path such as ``layer4`` or ``features.2``.
+    """The submodule at a dotted path such as ``layer4``, ``features.2`` or
+    ``blocks.-1.norm1``.
 
     Raises :class:`LayerNotFoundError` naming the model and listing nearby valid names.
     """
-    modules = dict(module.named_modules())
-    if name and name in modules:
-        return modules[name]
-    names = [n for n in modules if n]
+    return resolve_layer_named(module, name, model_name)[1]
+
+
+def resolve_layer_named(
+    module: nn.Module, name: str, model_name: str = "model"
+) -> tuple[str, nn.Module]:
+    """``(canonical name, submodule)`` at a dotted path (see :func:`resolve_layer`)."""
+    found = find_layer(module, name)
+    if found is not None:
+        return found
+    names = [n for n, _ in module.named_modules() if n]
     near = difflib.get_close_matches(name, names, n=6, cutoff=0.5)
     if not near:
         prefix = name.rsplit(".", 1)[0] if "." in name else ""
@@ -59,8 +71,14 @@ class _Probed(Exception):
         self.shape = shape
 
 
-def layer_output_shape(module: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
-    """The shape of ``layer``'s output for input ``x``, stopping the forward pass right there.
+def layer_output_shape(
+    module: nn.Module,
+    layer: nn.Module,
+    x: torch.Tensor,
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[int, ...]:
+    """The shape of ``layer``'s output for input ``x`` (after ``reshape``, as a CAM sees
+    it), stopping the forward pass right there.
 
     A temporary forward hook raises once it has seen the output, so only the layers up to
     ``layer`` run; the hook is removed before this returns.
@@ -69,6 +87,8 @@ def layer_output_shape(module: nn.Module, layer: nn.Module, x: torch.Tensor) -> 
 
     def hook(_m: nn.Module, _i: Any, output: Any) -> None:
         tensor = output[0] if isinstance(output, tuple | list) else output
+        if reshape is not None:
+            tensor = reshape(tensor)
         raise _Probed(tuple(tensor.shape))
 
     handle = layer.register_forward_hook(hook)

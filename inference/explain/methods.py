@@ -4,9 +4,12 @@ Contract: :data:`METHODS` lists every method (:class:`MethodSpec`) in display or
 :func:`method_spec` finds one by a forgiving name (``Grad-CAM`` is ``gradcam``).
 Hook-based methods (pytorch-grad-cam's CAMs: :mod:`inference.explain.cam_runners`) need
 forward hooks on a target layer, which TorchScript programs refuse
-(:data:`TORCHSCRIPT_REASON`); hook-free ones (:mod:`inference.explain.hook_free`) need
-only whole-model passes.  :class:`ExplainError` and its kinds name the cause of a
-failure and what to do; :class:`ExplainCancelled` is raised when the caller cancels.
+(:data:`TORCHSCRIPT_REASON`) and ONNX models, run outside torch, lack
+(:data:`ONNX_HOOK_REASON`); hook-free ones (:mod:`inference.explain.hook_free`) need
+only whole-model passes, and those with ``uses_gradients`` need gradients, which ONNX
+Runtime does not compute (:data:`ONNX_GRADIENT_REASON`).  :class:`ExplainError` and its
+kinds name the cause of a failure and what to do; :class:`ExplainCancelled` is raised
+when the caller cancels.
 torch is imported inside functions only; nothing here prints.
 """
 
@@ -42,6 +45,8 @@ class MethodSpec:
     ``hook_based``: needs forward hooks on a target layer (not possible on TorchScript).
     ``class_specific``: the map changes with the target class (Eigen-CAM's does not).
     ``slow``: many forward passes per patch; report progress and allow cancel.
+    ``uses_gradients``: needs gradients through the model (all but Eigen-CAM, Score-CAM
+    and occlusion).
     """
 
     name: str
@@ -50,6 +55,7 @@ class MethodSpec:
     class_specific: bool
     slow: bool
     description: str
+    uses_gradients: bool = True
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -61,10 +67,22 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("layercam", "Layer-CAM", True, True, False, "positive gradients per location"),
         MethodSpec("hirescam", "HiRes-CAM", True, True, False, "gradient times activation"),
         MethodSpec(
-            "eigencam", "Eigen-CAM", True, False, False, "first principal component (any class)"
+            "eigencam",
+            "Eigen-CAM",
+            True,
+            False,
+            False,
+            "first principal component (any class)",
+            uses_gradients=False,
         ),
         MethodSpec(
-            "scorecam", "Score-CAM", True, True, True, "score of the input masked by each channel"
+            "scorecam",
+            "Score-CAM",
+            True,
+            True,
+            True,
+            "score of the input masked by each channel",
+            uses_gradients=False,
         ),
         MethodSpec("saliency", "Saliency", False, True, False, "input gradient magnitude"),
         MethodSpec(
@@ -82,6 +100,7 @@ METHODS: dict[str, MethodSpec] = {
             True,
             True,
             "score drop when blank glass hides a window",
+            uses_gradients=False,
         ),
     )
 }
@@ -113,6 +132,18 @@ TORCHSCRIPT_REASON = (
     "needs forward hooks on a layer, and TorchScript models accept none "
     "(register_forward_hook is not supported on ScriptModules); "
     f"use {', '.join(HOOK_FREE_METHODS)}"
+)
+
+
+ONNX_HOOK_REASON = (
+    "needs forward hooks on a layer, and an ONNX model runs in ONNX Runtime, outside "
+    "torch, with no layers to hook; put the eager weights (model.safetensors) in the "
+    "same folder, or use occlusion"
+)
+
+ONNX_GRADIENT_REASON = (
+    "needs gradients through the model, which ONNX Runtime does not compute; put the "
+    "eager weights (model.safetensors) in the same folder, or use occlusion"
 )
 
 

@@ -9,6 +9,7 @@ methods need an eager module and a target layer, else
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from inference.explain.cam_runners import HookCamRunner
@@ -35,9 +36,11 @@ def make_runner(
     settings: RunSettings,
     tracker: ProgressTracker,
     device: torch.device,
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> MethodRunner:
     """The runner for a method.  Progress counts patches, except for Score-CAM (masked
-    passes), integrated gradients (path steps) and occlusion (windows).  Close it."""
+    passes), integrated gradients (path steps) and occlusion (windows).  ``reshape``
+    turns the layer's output into ``(N, C, h, w)`` maps (hook-based methods).  Close it."""
     counts_patches = spec.name not in ("scorecam", "integrated-gradients", "occlusion")
     patch_loop = BatchLoop(tracker, settings.patch_batch, device, counts=counts_patches)
     masked_loop = BatchLoop(tracker, settings.masked_batch, device, counts=not counts_patches)
@@ -46,5 +49,5 @@ def make_runner(
             raise MethodUnavailableError(f"{spec.label} {TORCHSCRIPT_REASON}")
         if layer is None:
             raise ExplainError(f"{spec.label} needs a target layer")
-        return HookCamRunner(spec, module, layer, patch_loop, masked_loop)
+        return HookCamRunner(spec, module, layer, patch_loop, masked_loop, reshape)
     return HookFreeRunner(spec, module, settings, patch_loop, masked_loop)

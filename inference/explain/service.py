@@ -25,6 +25,13 @@ reports ``(0, total)`` again if it differed), then after every batch, and with
 duration of one call only and are removed whatever happens; the model's parameters are
 left as they were.  Do not explain with the same model from two threads at once.
 
+Forms: a loaded model explains through its ``explanation_model()``
+(:func:`explanation_model`): an ONNX or TorchScript model whose folder also holds the
+eager weights is explained by those, a ``.pt2`` program by its unflattened modules
+(hooks work there); an ONNX model alone gets the forward-only methods (occlusion).  A
+Vision Transformer's or Swin's layer output reaches the CAM through its reshape
+transform (:mod:`inference.explain.reshape`).
+
 torch and pytorch_grad_cam are imported inside functions, so importing this module is free.
 """
 
@@ -42,9 +49,11 @@ from inference.core.geometry import Rect
 from inference.engine.device import amp_dtype, precision_name
 from inference.engine.patches import make_patch_reader, slide_mpp
 from inference.engine.tissue import TissueMask
-from inference.explain.layers import guess_channels, layer_output_shape, resolve_layer
+from inference.explain.layers import guess_channels, layer_output_shape, resolve_layer_named
 from inference.explain.methods import (
     METHODS,
+    ONNX_GRADIENT_REASON,
+    ONNX_HOOK_REASON,
     TORCHSCRIPT_REASON,
     ExplainError,
     MethodSpec,
@@ -55,6 +64,7 @@ from inference.explain.methods import (
 from inference.explain.planning import Plan, plan_patch, plan_region, seg_masks
 from inference.explain.progress import BatchLoop, ProgressCallback, ProgressTracker
 from inference.explain.requests import CamRequest, CamResult, MethodInfo
+from inference.explain.reshape import layer_layout, reshape_for
 from inference.explain.runner_base import RunSettings, work_units
 from inference.explain.runners import make_runner
 from inference.explain.scoring import class_scores, device_of, model_inputs
@@ -87,11 +97,24 @@ def _model_name(model: ModelLike) -> str:
     return str(getattr(model.card, "name", "model"))
 
 
-def _scripted(model: ModelLike) -> bool:
+def explanation_model(model: ModelLike) -> ModelLike:
+    """The model an explanation runs on: a loaded model's ``explanation_model()`` (its
+    folder's eager form for ONNX and TorchScript, a ``.pt2`` unflattened), else itself."""
+    pick = getattr(model, "explanation_model", None)
+    chosen: ModelLike = pick() if callable(pick) else model
+    return chosen
+
+
+def _kind(model: ModelLike) -> str:
+    """``eager``, ``torchscript``, ``pt2`` or ``onnx``: the form that runs."""
     kind = getattr(model, "kind", None)
     if kind is not None:
-        return bool(kind == "torchscript")
-    return is_torchscript(model.module)
+        return str(kind)
+    return "torchscript" if is_torchscript(model.module) else "eager"
+
+
+def _scripted(model: ModelLike) -> bool:
+    return _kind(model) == "torchscript"
 
 
 def _default_layer(model: ModelLike) -> str | None:
@@ -102,6 +125,10 @@ def _default_layer(model: ModelLike) -> str | None:
 
 
 def _unavailable_reason(spec: MethodSpec, model: ModelLike, layer: str | None) -> str | None:
+    if _kind(model) == "onnx":
+        if spec.hook_based:
+            return f"{spec.label} {ONNX_HOOK_REASON}"
+        return f"{spec.label} {ONNX_GRADIENT_REASON}" if spec.uses_gradients else None
     if not spec.hook_based:
         return None
     if _scripted(model):
@@ -120,8 +147,10 @@ def available_methods(model: ModelLike, layer: str | None = None) -> list[Method
     """Every method, in display order, with whether it can explain ``model``.
 
     Unavailable ones carry a one-sentence ``reason`` for a tooltip: hook-based CAMs on a
-    TorchScript model (it accepts no hooks), or no target layer known.
+    TorchScript model (it accepts no hooks), hook or gradient methods on an ONNX model
+    without eager weights beside it, or no target layer known.
     """
+    model = explanation_model(model)
     out = []
     for spec in METHODS.values():
         reason = _unavailable_reason(spec, model, layer)
@@ -142,16 +171,22 @@ def available_methods(model: ModelLike, layer: str | None = None) -> list[Method
 
 def candidate_layers(model: ModelLike) -> list[str]:
     """Layers a CAM can be taken from, for a layer picker: every module holding a
-    convolution, in the model's module order (deepest blocks last), the default
-    (``cam_target_layer``) included.  Empty for TorchScript (no hooks, no layers)."""
+    convolution and every transformer block's ``norm1``, in the model's module order
+    (deepest blocks last), the default (``cam_target_layer``) included.  Empty for
+    TorchScript and ONNX (no layers to hook)."""
     from torch import nn
 
-    if _scripted(model):
+    model = explanation_model(model)
+    if _kind(model) in ("torchscript", "onnx"):
         return []
     names = [
         name
         for name, sub in model.module.named_modules()
-        if name and any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in sub.modules())
+        if name
+        and (
+            any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in sub.modules())
+            or (isinstance(sub, nn.LayerNorm) and name.endswith("norm1"))
+        )
     ]
     default = _default_layer(model)
     if default and default not in names:
@@ -282,11 +317,16 @@ class _Explanation:
         self.segmentation = str(model.card.task) == "segmentation"
         self.target_index = None if request.target is None else resolve_class(model, request.target)
         self.module = model.module
-        self.layer = (
-            resolve_layer(self.module, self.layer_name, _model_name(model))
-            if self.layer_name
-            else None
-        )
+        self.layer = None
+        self.layout: str | None = None
+        self.reshape = None
+        if self.layer_name:
+            self.layer_name, self.layer = resolve_layer_named(
+                self.module, self.layer_name, _model_name(model)
+            )
+            declared = getattr(model.card, "cam_layer_layout", None)
+            self.layout = layer_layout(self.module, self.layer_name, declared)
+            self.reshape = reshape_for(self.module, self.layer_name, declared)
         self.names = [str(c) for c in model.card.class_names]
 
     def _choose_batches(self) -> None:
@@ -326,7 +366,8 @@ class _Explanation:
             guess = guess_channels(self.layer)
             if guess is not None:
                 tracker.start(n + work_units(spec, n, guess, self.settings))
-            self.channels = int(layer_output_shape(self.module, self.layer, self.glass)[1])
+            shape = layer_output_shape(self.module, self.layer, self.glass, self.reshape)
+            self.channels = int(shape[1])
             if self.channels != guess:
                 tracker.start(n + work_units(spec, n, self.channels, self.settings))
         else:
@@ -380,7 +421,13 @@ class _Explanation:
     def _raw_maps(self, targets: list[Target]) -> np.ndarray:
         """Every patch's raw map from the method's runner (closed whatever happens)."""
         runner = make_runner(
-            self.spec, self.module, self.layer, self.settings, self.tracker, self.device
+            self.spec,
+            self.module,
+            self.layer,
+            self.settings,
+            self.tracker,
+            self.device,
+            self.reshape,
         )
         maps: list[np.ndarray] = []
         try:
@@ -409,6 +456,7 @@ class _Explanation:
             "method_label": spec.label,
             "hook_based": spec.hook_based,
             "layer": self.layer_name,
+            "layer_layout": self.layout,
             "class_index": class_index,
             "class_name": names[class_index],
             "class_from": "predicted" if self.target_index is None else "requested",
@@ -420,7 +468,7 @@ class _Explanation:
             "model": {
                 "name": _model_name(model),
                 "sha256": str(model.sha256),
-                "kind": "torchscript" if _scripted(model) else "eager",
+                "kind": _kind(model),
                 "task": str(model.card.task),
                 "patch_size_pixels": int(model.card.patch_size_pixels),
                 "spacing_um_px": float(model.card.spacing_um_px),
@@ -513,6 +561,7 @@ def explain_patch(
     t0 = time.perf_counter()
     tracker = ProgressTracker(progress, cancel)
     tracker.check()
+    model = explanation_model(model)
     plan = plan_patch(source, model, l0_x, l0_y, mpp)
     return _explain(source, model, plan, request, tracker, t0, mpp)
 
@@ -540,5 +589,6 @@ def explain_region(
     t0 = time.perf_counter()
     tracker = ProgressTracker(progress, cancel)
     tracker.check()
+    model = explanation_model(model)
     plan = plan_region(source, model, l0_rect, request, mpp, tissue)
     return _explain(source, model, plan, request, tracker, t0, mpp)

@@ -10,7 +10,11 @@ Names a model card may use in ``architecture``:
   convolutions and the dense layer so one set of weights works at any input size;
 - ``unet_small``: a four-level U-Net for segmentation whose logits ``(N, C, H, W)`` have the
   input's resolution (H and W must be multiples of 8);
-- ``timm:<name>``: any timm model, when timm is installed.
+- ``timm:<name>``: any timm model (``slidelens.model_args`` are its
+  ``timm.create_model`` arguments), see :mod:`inference.models.timm_models`;
+- ``backbone+head``: a timm backbone and a head trained on its embeddings, named by the
+  card's ``slidelens.backbone`` and ``slidelens.head`` and built by
+  :mod:`inference.models.composed` (not here).
 
 This module imports torch only inside functions, so reading the name tables is free.
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from inference.models.timm_models import TimmBuildError, create_timm_model
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +34,8 @@ Task = Literal["classification", "segmentation"]
 
 #: Prefix for timm model names (``timm:vit_small_patch16_224``).
 TIMM_PREFIX = "timm:"
+#: The architecture of a card that composes a backbone and a head.
+BACKBONE_HEAD = "backbone+head"
 
 #: Every built-in architecture name and the task it serves.
 ARCHITECTURES: Mapping[str, Task] = {
@@ -61,13 +69,19 @@ class ArchitectureError(ValueError):
 
 
 def is_known_architecture(name: str) -> bool:
-    """True for a built-in name or any ``timm:<name>`` (whether timm is installed is
-    checked only when the model is built)."""
-    return name in ARCHITECTURES or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX))
+    """True for a built-in name, ``backbone+head`` or any ``timm:<name>`` (whether timm
+    has that model is checked only when it is built)."""
+    return (
+        name in ARCHITECTURES
+        or name == BACKBONE_HEAD
+        or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX))
+    )
 
 
 def architecture_task(name: str) -> Task | None:
-    """The task a built-in architecture serves; ``None`` for timm and unknown names."""
+    """The task an architecture serves; ``None`` for timm and unknown names."""
+    if name == BACKBONE_HEAD:
+        return "classification"
     return ARCHITECTURES.get(name)
 
 
@@ -91,22 +105,34 @@ def default_cam_layer(name: str) -> str:
         ) from None
 
 
-def build_architecture(name: str, num_classes: int, task: Task = "classification") -> nn.Module:
+def build_architecture(
+    name: str,
+    num_classes: int,
+    task: Task = "classification",
+    model_args: Mapping[str, Any] | None = None,
+) -> nn.Module:
     """A freshly initialised network for ``name`` with ``num_classes`` outputs.
 
-    Never downloads weights.  Raises :class:`ArchitectureError` for an unknown name, a
-    ``timm:`` name without timm installed, or an architecture that does not serve ``task``.
+    Never downloads weights.  ``model_args`` go to ``timm.create_model`` (timm names
+    only).  Raises :class:`ArchitectureError` for an unknown name, a timm model timm
+    cannot build, or an architecture that does not serve ``task``.
     """
     if num_classes < 1:
         raise ArchitectureError(f"num_classes must be at least 1 (got {num_classes})")
     if name.startswith(TIMM_PREFIX):
         if task != "classification":
             raise ArchitectureError(f"timm models are classifiers; {name!r} cannot do {task}")
-        return _build_timm(name[len(TIMM_PREFIX) :], num_classes)
+        return build_timm(name, num_classes, model_args)
+    if model_args:
+        raise ArchitectureError(f"model_args are read only for timm models, not {name!r}")
+    if name == BACKBONE_HEAD:
+        raise ArchitectureError(
+            f"{BACKBONE_HEAD!r} is built from the card's slidelens.backbone and slidelens.head"
+        )
     if name not in ARCHITECTURES:
         raise ArchitectureError(
             f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)} "
-            f"(or '{TIMM_PREFIX}<name>' with timm installed)"
+            f"(or '{TIMM_PREFIX}<name>')"
         )
     if ARCHITECTURES[name] != task:
         raise ArchitectureError(
@@ -123,17 +149,19 @@ def build_architecture(name: str, num_classes: int, task: Task = "classification
     return _unet_class()(num_classes)
 
 
-def _build_timm(name: str, num_classes: int) -> nn.Module:
+def build_timm(
+    name: str, num_classes: int, model_args: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """A ``timm:<name>`` network (``num_classes=0``: a feature extractor) with random
+    weights.  Raises :class:`ArchitectureError` naming what timm could not build."""
+    if not name.startswith(TIMM_PREFIX) or len(name) == len(TIMM_PREFIX):
+        raise ArchitectureError(f"{name!r} is not a '{TIMM_PREFIX}<name>' architecture")
     try:
-        import timm  # type: ignore[import-not-found,unused-ignore]
+        return create_timm_model(name[len(TIMM_PREFIX) :], num_classes, model_args)
     except ImportError:
-        raise ArchitectureError(
-            f"architecture 'timm:{name}' needs the timm package: pip install timm"
-        ) from None
-    if not timm.is_model(name):
-        raise ArchitectureError(f"timm has no model named {name!r}")
-    module: nn.Module = timm.create_model(name, pretrained=False, num_classes=num_classes)
-    return module
+        raise ArchitectureError(f"architecture {name!r} needs the timm package") from None
+    except TimmBuildError as exc:
+        raise ArchitectureError(str(exc)) from None
 
 
 def _small_cnn(num_classes: int) -> nn.Module:

@@ -3,7 +3,9 @@
 The file is WSInfer's model config (spec_version "1.0", architecture, num_classes,
 class_names, patch_size_pixels, spacing_um_px, transform of Resize/ToTensor/Normalize), so
 WSInfer zoo folders work as they are, plus an optional ``slidelens`` object (task,
-activation, cam_target_layer, description, licence, intended_use, metrics, training).
+activation, cam_target_layer, cam_layer_layout, description, licence, intended_use,
+metrics, training, origin, domain, grading, truth_classes; model_args for a ``timm:``
+architecture; backbone and head for the ``backbone+head`` architecture).
 
 Validation is the JSON Schema in ``resources/schemas/model-card.schema.json`` plus checks a
 schema cannot state (class count, known architecture, transform order).  Every problem is
@@ -22,14 +24,23 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from inference.models.architectures import (
+    BACKBONE_HEAD,
     TIMM_PREFIX,
     architecture_task,
     is_known_architecture,
     known_architectures,
 )
+from inference.models.domain import ModelDomain
+from inference.models.timm_models import model_args_problems
 
 CONFIG_NAME = "config.json"
 TORCHSCRIPT_NAME = "torchscript_model.pt"
+#: A ``torch.export`` program (``torch.export.save``).
+PT2_NAME = "model.pt2"
+#: An ONNX model run by ONNX Runtime.
+ONNX_NAME = "model.onnx"
+#: Files that run without building the card's architecture (so it may have any name).
+SELF_CONTAINED_NAMES = (TORCHSCRIPT_NAME, PT2_NAME, ONNX_NAME)
 SCHEMA_NAME = "model-card.schema.json"
 
 Task = Literal["classification", "segmentation"]
@@ -84,6 +95,8 @@ class ModelCard:
     #: A one-output model's class applies at or above this probability.
     threshold: float = 0.5
     cam_target_layer: str | None = None
+    #: ``nchw``, ``nhwc`` or ``tokens``; ``None``: found from the model.
+    cam_layer_layout: str | None = None
     description: str = ""
     licence: str = ""
     intended_use: str = ""
@@ -105,6 +118,44 @@ class ModelCard:
         sl = self.raw.get("slidelens", {})
         training = sl.get("training", {}) if isinstance(sl, Mapping) else {}
         return cast(Mapping[str, Any], training)
+
+    @property
+    def model_args(self) -> Mapping[str, Any]:
+        """``slidelens.model_args``: timm.create_model keyword arguments (empty when absent)."""
+        return self._slidelens_object("model_args")
+
+    @property
+    def backbone(self) -> Mapping[str, Any]:
+        """``slidelens.backbone`` of a ``backbone+head`` card (empty otherwise)."""
+        return self._slidelens_object("backbone")
+
+    @property
+    def head(self) -> Mapping[str, Any]:
+        """``slidelens.head`` of a ``backbone+head`` card (empty otherwise)."""
+        return self._slidelens_object("head")
+
+    @property
+    def domain(self) -> ModelDomain:
+        """``slidelens.domain``: what the model was made for, and whether it is for
+        diagnosis (see :mod:`inference.models.domain`; empty when the card says nothing)."""
+        return ModelDomain.from_data(self._slidelens_object("domain"))
+
+    @property
+    def grading(self) -> Mapping[str, Any]:
+        """``slidelens.grading``: how a slide's grade follows from its class map (read by
+        :mod:`inference.results.grading`; empty when the model grades nothing)."""
+        return self._slidelens_object("grading")
+
+    @property
+    def truth_classes(self) -> Mapping[str, str]:
+        """``slidelens.truth_classes``: ground-truth class name -> model class name (empty
+        when absent)."""
+        return cast(Mapping[str, str], self._slidelens_object("truth_classes"))
+
+    def _slidelens_object(self, key: str) -> Mapping[str, Any]:
+        sl = self.raw.get("slidelens", {})
+        value = sl.get(key, {}) if isinstance(sl, Mapping) else {}
+        return cast(Mapping[str, Any], value if isinstance(value, Mapping) else {})
 
 
 def load_card(folder: Path) -> ModelCard:
@@ -142,8 +193,8 @@ def load_card(folder: Path) -> ModelCard:
 def validate_card_data(data: Any, folder: Path | None = None) -> list[tuple[str, str]]:
     """Every problem of a parsed card as ``(field, problem)``; empty when valid.
 
-    ``folder`` lets an unknown architecture pass when the folder holds a TorchScript
-    program (which needs no architecture to build).
+    ``folder`` lets an unknown architecture pass when the folder holds a TorchScript or
+    ``torch.export`` program or an ONNX model (which need no architecture to build).
     """
     if not isinstance(data, dict):
         return [("", f"must be a JSON object (got {_json_type(data)})")]
@@ -209,21 +260,25 @@ def _semantic_problems(
             ("class_names", f"has {len(names)} names but num_classes is {n}; give one per class")
         )
     arch = data.get("architecture")
-    has_torchscript = folder is not None and (folder / TORCHSCRIPT_NAME).is_file()
+    self_contained = folder is not None and any(
+        (folder / name).is_file() for name in SELF_CONTAINED_NAMES
+    )
     if (
         "architecture" not in bad
         and isinstance(arch, str)
         and not is_known_architecture(arch)
-        and not has_torchscript
+        and not self_contained
     ):
         problems.append(
             (
                 "architecture",
                 f"unknown architecture {arch!r}; known: {', '.join(known_architectures())}, "
-                f"or '{TIMM_PREFIX}<name>' for timm (a folder with {TORCHSCRIPT_NAME} "
-                "may use any name)",
+                f"'{TIMM_PREFIX}<name>' for timm, or '{BACKBONE_HEAD}' (a folder with "
+                f"{', '.join(SELF_CONTAINED_NAMES)} may use any name)",
             )
         )
+    if isinstance(arch, str) and "architecture" not in bad:
+        problems += _composition_problems(arch, sl, bad)
     task = sl.get("task", "classification")
     if isinstance(arch, str) and "slidelens.task" not in bad:
         arch_task = architecture_task(arch)
@@ -248,6 +303,69 @@ def _semantic_problems(
         and not any(f.startswith("transform[") for f in bad)
     ):
         problems += _transform_problems(steps)
+    if "class_names" not in bad and isinstance(names, list):
+        problems += _class_reference_problems(sl, [str(x) for x in names], bad)
+    return problems
+
+
+def _class_reference_problems(
+    sl: dict[str, Any], names: list[str], bad: set[str]
+) -> list[tuple[str, str]]:
+    """``slidelens.grading.patterns`` and ``slidelens.truth_classes`` name model classes."""
+    problems: list[tuple[str, str]] = []
+    grading = sl.get("grading")
+    refs: list[tuple[str, Iterable[Any]]] = []
+    if isinstance(grading, dict) and isinstance(grading.get("patterns"), dict):
+        refs.append(("slidelens.grading.patterns", grading["patterns"].keys()))
+    if isinstance(sl.get("truth_classes"), dict):
+        refs.append(("slidelens.truth_classes", sl["truth_classes"].values()))
+    for where, named in refs:
+        unknown = sorted({str(x) for x in named} - set(names))
+        if unknown and where not in bad:
+            problems.append(
+                (
+                    where,
+                    f"names {', '.join(map(repr, unknown))}, not classes of the model "
+                    f"({', '.join(names)})",
+                )
+            )
+    return problems
+
+
+def _composition_problems(arch: str, sl: dict[str, Any], bad: set[str]) -> list[tuple[str, str]]:
+    """``backbone+head`` needs both parts (and they need it); weights are files of the
+    folder; ``model_args`` suit timm and name no download."""
+    problems: list[tuple[str, str]] = []
+    composed = arch == BACKBONE_HEAD
+    for part in ("backbone", "head"):
+        given = isinstance(sl.get(part), dict)
+        if composed and not given and f"slidelens.{part}" not in bad:
+            problems.append((f"slidelens.{part}", f"is required when architecture is {arch!r}"))
+        if given and not composed:
+            problems.append(
+                (
+                    f"slidelens.{part}",
+                    f"is only read when architecture is '{BACKBONE_HEAD}' (it is {arch!r})",
+                )
+            )
+        if given and isinstance(sl[part].get("weights"), str):
+            name = sl[part]["weights"]
+            if name in ("", ".", "..") or any(c in name for c in "/\\") or name.startswith("."):
+                problems.append(
+                    (
+                        f"slidelens.{part}.weights",
+                        f"must be a file name inside the model folder, not a path (got {name!r})",
+                    )
+                )
+    args_at = {"slidelens.model_args": sl.get("model_args")}
+    if isinstance(sl.get("backbone"), dict):
+        args_at["slidelens.backbone.model_args"] = sl["backbone"].get("model_args")
+    for where, args in args_at.items():
+        if not isinstance(args, dict) or where in bad:
+            continue
+        if where == "slidelens.model_args" and not arch.startswith(TIMM_PREFIX):
+            problems.append((where, f"is read only for '{TIMM_PREFIX}<name>' architectures"))
+        problems += [(where, p) for p in model_args_problems(args)]
     return problems
 
 
@@ -301,6 +419,7 @@ def _card_from_valid(folder: Path, data: dict[str, Any]) -> ModelCard:
         activation=activation,
         threshold=float(sl.get("threshold", 0.5)),
         cam_target_layer=sl.get("cam_target_layer"),
+        cam_layer_layout=sl.get("cam_layer_layout"),
         description=sl.get("description", ""),
         licence=sl.get("licence", ""),
         intended_use=sl.get("intended_use", ""),

@@ -1,26 +1,30 @@
-"""Loading a model folder safely: weights are data, TorchScript is a program.
+"""Loading a model folder safely: weights and ONNX are data, TorchScript and ``.pt2`` are programs.
 
-Which file is loaded, in order of preference:
+A folder may hold its model in several forms (:mod:`inference.models.forms`):
 
-1. ``model.safetensors`` (safe by design: tensors only);
-2. a state dict ``model.pt``, ``model.pth``, ``pytorch_model.bin`` or ``model.bin``, read
-   only with ``torch.load(path, weights_only=True, map_location="cpu")``.  A file that
-   would run code while unpickling is refused (never retried with ``weights_only=False``);
-3. ``torchscript_model.pt``, a program: loaded only when trusted (``trust=True``, which is
-   remembered in the :class:`~inference.models.trust.TrustStore`, or a hash the store
-   already trusts).  Otherwise :class:`UntrustedModelError`.
+1. ``eager``: a state dict for the card's architecture, ``model.safetensors`` preferred,
+   else ``model.pt``, ``model.pth``, ``pytorch_model.bin`` or ``model.bin`` read only with
+   ``torch.load(path, weights_only=True, map_location="cpu")`` (a file that would run
+   code while unpickling is refused, never retried with ``weights_only=False``); or, for
+   a ``backbone+head`` card, its backbone and head files (:mod:`inference.models.composed`);
+2. ``pt2``: ``model.pt2``, a ``torch.export`` program (:mod:`inference.models.exported`
+   says why it is a program);
+3. ``onnx``: ``model.onnx``, run by ONNX Runtime (:mod:`inference.models.onnx_runtime`
+   says why it is data);
+4. ``torchscript``: ``torchscript_model.pt``, a program.
 
-A state dict must fit the card's architecture exactly (after stripping a ``module.`` /
-``model.`` / ``_orig_mod.`` prefix shared by every key); otherwise the error lists a few
-missing and unexpected keys and shape mismatches.  torch is imported inside functions only.
+Programs load only when trusted (``trust=True``, which is remembered in the
+:class:`~inference.models.trust.TrustStore`, or a hash the store already trusts);
+when a program is the only form, :class:`UntrustedModelError`.  When several forms may
+load, the fastest on this machine runs (:mod:`inference.models.selection`: measured
+once, remembered), unless ``backend`` names one.  A state dict must fit the card's
+architecture exactly (:func:`~inference.models.weights.fit_state_dict`).  torch is
+imported inside functions only.
 """
 
 from __future__ import annotations
 
-import pickle
-import warnings
-import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,78 +32,145 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from inference.models.architectures import (
+    BACKBONE_HEAD,
     ArchitectureError,
     build_architecture,
     default_cam_layer,
-    is_known_architecture,
 )
-from inference.models.card import TORCHSCRIPT_NAME, ModelCard, ModelError, load_card
+from inference.models.backends import BackendChoice, BackendStore
+from inference.models.card import ModelCard, ModelCardError, load_card
+from inference.models.errors import ModelLoadError, UntrustedModelError
+from inference.models.forms import (
+    FORM_LABELS,
+    STATE_DICT_NAMES,
+    ModelForm,
+    find_forms,
+    missing_weights_message,
+)
+from inference.models.layer_paths import find_layer
+from inference.models.timm_models import timm_cam_layer
 from inference.models.trust import TrustStore, file_sha256
+from inference.models.weights import fit_state_dict, load_state_dict_file
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: State-dict files, most preferred first (safetensors before pickles).
-STATE_DICT_NAMES = ("model.safetensors", "model.pt", "model.pth", "pytorch_model.bin", "model.bin")
-_PREFIXES = ("module.", "model.", "_orig_mod.")
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
-_SHOW = 5
+__all__ = [
+    "STATE_DICT_NAMES",
+    "LoadedModel",
+    "ModelLoadError",
+    "UntrustedModelError",
+    "find_weights",
+    "load_model",
+    "load_state_dict_file",
+]
 
-
-class ModelLoadError(ModelError):
-    """A model folder's weights could not be loaded; the message names the file, the
-    cause and what to do.  ``path`` is the file (or folder) concerned."""
-
-    def __init__(self, message: str, *, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class UntrustedModelError(ModelLoadError):
-    """A TorchScript program that the user has not trusted; nothing of it was run.
-
-    ``sha256`` is the file's hash (what trusting it records) and ``path`` the file.
-    """
-
-    def __init__(self, path: Path, sha256: str) -> None:
-        super().__init__(
-            f"{path}: refused: a TorchScript model is a program that runs code when loaded, "
-            "and you have not trusted this one. If you trust where it came from, load it "
-            "with --trust (command line) or confirm in the viewer; SlideLens then remembers "
-            f"it by its SHA-256 ({sha256[:16]}...).",
-            path=path,
-        )
-        self.sha256 = sha256
+Kind = Literal["eager", "torchscript", "pt2", "onnx"]
+#: What ``backend`` may name besides a form: let the measurement decide.
+AUTO = "auto"
 
 
 @dataclass
 class LoadedModel:
     """A model ready to run: its card, the module in eval mode, and where it came from.
 
-    ``sha256`` is the weights file's hash, the model's identity in result-cache keys.
+    ``sha256`` is the identity of the files that run (the weights file's hash; for a
+    ``backbone+head`` model the hash of both files' hashes), used in result-cache keys.
+    ``kind`` is the form that runs; ``forms`` every form of the folder, ``hashes`` their
+    SHA-256 by kind (of those hashed), ``usable`` the kinds that may load here;
+    ``backend_choice`` the measurement that picked ``kind`` when several could run.
     """
 
     card: ModelCard
     module: nn.Module
     weights_path: Path
     sha256: str
-    kind: Literal["eager", "torchscript"]
+    kind: Kind
     device: torch.device
+    forms: tuple[ModelForm, ...] = ()
+    hashes: dict[str, str] = field(default_factory=dict)
+    usable: tuple[str, ...] = ()
+    backend_choice: BackendChoice | None = None
+    backend_reason: str = ""
     _norm: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _program: Any = field(default=None, repr=False, compare=False)
+    _loader: Callable[[ModelForm], LoadedModel] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _explainer: LoadedModel | None = field(default=None, repr=False, compare=False)
 
     @property
     def cam_target_layer(self) -> str | None:
         """The layer to explain: the card's ``cam_target_layer``, else the architecture's
-        default; ``None`` when neither is known (TorchScript or timm without one)."""
+        default (built-in table, a composed model's backbone layer, a timm family's);
+        ``None`` when none is known (a program whose card names none)."""
         if self.card.cam_target_layer:
             return self.card.cam_target_layer
         try:
             return default_cam_layer(self.card.architecture)
         except ArchitectureError:
-            return None
+            pass
+        own = getattr(self.module, "cam_layer", None)
+        if isinstance(own, str):
+            return own
+        return timm_cam_layer(self.module)
+
+    @property
+    def program(self) -> Any:
+        """A ``.pt2`` model's ``torch.export.ExportedProgram`` (``None`` for other forms)."""
+        return self._program
+
+    @property
+    def backend(self) -> dict[str, Any]:
+        """What runs the model and why, for run records: the form, every form of the
+        folder, and the measurement when one chose it."""
+        out: dict[str, Any] = {
+            "backend": self.kind,
+            "label": FORM_LABELS[self.kind],
+            "forms": [f.kind for f in self.forms],
+            "reason": self.backend_reason,
+        }
+        if self.backend_choice is not None:
+            out["measurement"] = self.backend_choice.as_dict()
+        return out
+
+    def explanation_model(self) -> LoadedModel:
+        """The model explanations run on: the folder's eager model when this form takes
+        no hooks or gradients (ONNX, TorchScript) and the folder has one (loaded once);
+        a ``.pt2`` program unflattened (its layers take hooks); else ``self``."""
+        if self.kind == "eager":
+            return self
+        if self._explainer is not None:
+            return self._explainer
+        if self.kind == "pt2" and self._program is not None:
+            from inference.models.exported import unflattened
+
+            module = unflattened(self._program).to(self.device)
+            module.eval()
+            self._explainer = LoadedModel(
+                card=self.card,
+                module=module,
+                weights_path=self.weights_path,
+                sha256=self.sha256,
+                kind="pt2",
+                device=self.device,
+                forms=self.forms,
+                hashes=self.hashes,
+                usable=self.usable,
+                backend_reason="unflattened for explanations",
+                _program=self._program,
+            )
+            self._explainer._explainer = self._explainer
+            return self._explainer
+        for form in self.forms:  # eager weights are data; a program only when trusted
+            usable = form.kind == "eager" or (form.kind == "pt2" and "pt2" in self.usable)
+            if usable and self._loader is not None:
+                self._explainer = self._loader(form).to(self.device).explanation_model()
+                return self._explainer
+        return self
 
     def to(self, device: str | torch.device) -> LoadedModel:
         """Move the module to ``device`` (in place) and return ``self``."""
@@ -107,7 +178,13 @@ class LoadedModel:
 
         target = torch.device(device)
         try:
-            self.module.to(target)
+            if self.kind == "onnx":
+                from inference.models.onnx_runtime import onnx_module
+
+                if target.type != self.device.type:
+                    self.module = onnx_module(self.weights_path, str(target))
+            else:
+                self.module.to(target)
         except (RuntimeError, AssertionError) as exc:
             raise ModelLoadError(
                 f"{self.weights_path}: cannot move the model to {target}: {exc}. "
@@ -115,6 +192,8 @@ class LoadedModel:
                 path=self.weights_path,
             ) from exc
         self.device = target
+        if self._explainer is not None and self._explainer is not self:
+            self._explainer.to(target)
         return self
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
@@ -189,26 +268,23 @@ class LoadedModel:
 
 
 def find_weights(folder: Path, card: ModelCard | None = None) -> tuple[Path, str]:
-    """The weights file to load and its kind (``"eager"`` or ``"torchscript"``).
+    """The main file of the form loaded when nothing was measured, and its kind.
 
-    State dicts win over TorchScript, unless the card's architecture cannot be built
-    (an unknown name: only the program can run then).  Raises :class:`ModelLoadError`
-    when the folder holds no weights.
+    State dicts win over programs and ONNX, unless the card's architecture cannot be
+    built (an unknown name: only a program or ONNX can run then).  ``card`` is read
+    from the folder when not given (and ignored when invalid).  Raises
+    :class:`ModelLoadError` when the folder holds no weights.
     """
     folder = Path(folder)
-    buildable = card is None or is_known_architecture(card.architecture)
-    script = folder / TORCHSCRIPT_NAME
-    if buildable:
-        for name in STATE_DICT_NAMES:
-            if (folder / name).is_file():
-                return folder / name, "eager"
-    if script.is_file():
-        return script, "torchscript"
-    raise ModelLoadError(
-        f"{folder}: no weights found; a model folder needs one of "
-        f"{', '.join((*STATE_DICT_NAMES, TORCHSCRIPT_NAME))} beside config.json",
-        path=folder,
-    )
+    if card is None:
+        try:
+            card = load_card(folder)
+        except ModelCardError:
+            card = None
+    forms = find_forms(folder, card)
+    if not forms:
+        raise ModelLoadError(missing_weights_message(folder, card), path=folder)
+    return forms[0].path, forms[0].kind
 
 
 def load_model(
@@ -217,176 +293,148 @@ def load_model(
     trust: bool = False,
     trust_store: TrustStore | None = None,
     device: str = "cpu",
+    backend: str | None = None,
+    backend_store: BackendStore | None = None,
 ) -> LoadedModel:
-    """Load a model folder (card + weights) into a :class:`LoadedModel` in eval mode.
+    """Load a model folder (card + one of its forms) into a :class:`LoadedModel`.
 
-    ``trust`` allows a TorchScript program and records its hash in ``trust_store``
-    (default: the user's store); a hash the store already trusts loads without ``trust``.
-    Raises :class:`~inference.models.card.ModelCardError` for a bad card,
-    :class:`UntrustedModelError` for an untrusted program, and :class:`ModelLoadError`
-    for weights that are unsafe, unreadable or do not fit; all are :class:`ModelError`.
+    ``trust`` allows the folder's programs (TorchScript, ``.pt2``) and records their
+    hashes in ``trust_store`` (default: the user's store); a hash the store already
+    trusts loads without ``trust``.  ``backend`` (``eager``, ``pt2``, ``onnx``,
+    ``torchscript``; ``None`` or ``auto``: the fastest usable form, see the module
+    docstring) picks the form.  Raises :class:`~inference.models.card.ModelCardError`
+    for a bad card, :class:`UntrustedModelError` for an untrusted program that is the
+    only (or the requested) form, and :class:`ModelLoadError` for weights that are
+    unsafe, unreadable or do not fit, or a backend the folder lacks; all are
+    :class:`~inference.models.card.ModelError`.
     """
     folder = Path(folder)
     card = load_card(folder)
-    path, kind = find_weights(folder, card)
-    sha = file_sha256(path)
-    if kind == "torchscript":
-        store = trust_store if trust_store is not None else TrustStore()
-        if trust:
-            store.trust(sha, path)
-        elif not store.is_trusted(sha):
-            raise UntrustedModelError(path, sha)
-        module = _load_torchscript(path)
+    forms = find_forms(folder, card)
+    if not forms:
+        raise ModelLoadError(missing_weights_message(folder, card), path=folder)
+    store = trust_store if trust_store is not None else TrustStore()
+    wanted = None if backend in (None, AUTO) else backend
+    if wanted is not None:
+        by_kind = {f.kind: f for f in forms}
+        if wanted not in by_kind:
+            raise ModelLoadError(
+                f"{folder}: no {wanted!r} form here; this folder offers "
+                f"{', '.join(f.kind for f in forms)} (or use --backend auto)",
+                path=folder,
+            )
+        forms_to_use = [by_kind[wanted]]
     else:
-        module = _build_eager(card, path)
-    module.eval()
+        forms_to_use = forms
+    hashes: dict[str, str] = {f.kind: _form_sha256(f) for f in forms_to_use}
+    from inference.models.selection import choose, usable_forms
+
+    usable, skipped = usable_forms(
+        forms_to_use, hashes, trust=trust, trust_store=store, device=device
+    )
+    if not usable:
+        first = forms_to_use[0]
+        if first.is_program:
+            raise UntrustedModelError(first.path, hashes[first.kind], first.kind)
+        raise ModelLoadError(f"{first.path}: {skipped[first.kind]}", path=first.path)
+
+    def load(form: ModelForm) -> LoadedModel:
+        model = _load_form(card, form, hashes.get(form.kind) or _form_sha256(form), device)
+        model.forms = tuple(forms)
+        model.hashes = dict(hashes)
+        model.usable = tuple(f.kind for f in usable)
+        model._loader = load
+        return model
+
+    if len(usable) == 1:
+        model = load(usable[0])
+        only = "the only form" if len(forms) == 1 else "the only usable form"
+        model.backend_reason = "requested" if wanted else only
+        if skipped:
+            notes = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            model.backend_reason += f"; skipped: {notes}"
+        return model
+    form, measured, choice = choose(
+        usable, hashes, folder, device, load, store=backend_store, skipped=skipped
+    )
+    model = measured if isinstance(measured, LoadedModel) else load(form)
+    model.backend_choice = choice
+    model.backend_reason = f"fastest here (measured by {choice.measured_by})"
+    return model
+
+
+def _form_sha256(form: ModelForm) -> str:
+    if len(form.files) == 1:
+        return file_sha256(form.path)
+    import hashlib
+
+    parts = "\n".join(f"{p.name}:{file_sha256(p)}" for p in form.files)
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+def _load_form(card: ModelCard, form: ModelForm, sha: str, device: str) -> LoadedModel:
+    """One form loaded on the CPU, in eval mode, then moved to ``device``."""
     import torch
 
+    program = None
+    if form.kind == "torchscript":
+        module = _load_torchscript(form.path)
+    elif form.kind == "pt2":
+        from inference.models.exported import load_pt2
+
+        program, module = load_pt2(form.path)
+    elif form.kind == "onnx":
+        from inference.models.onnx_runtime import onnx_module
+
+        module = onnx_module(form.path, "cpu")
+    elif card.architecture == BACKBONE_HEAD:
+        from inference.models.composed import build_backbone_head
+
+        module = build_backbone_head(card)
+    else:
+        module = _build_eager(card, form.path)
+    if form.kind != "pt2":  # an exported program has eval semantics baked in
+        module.eval()
+    if form.kind == "eager":
+        _check_cam_layer(card, module)
     loaded = LoadedModel(
         card=card,
         module=module,
-        weights_path=path,
+        weights_path=form.path,
         sha256=sha,
-        kind="torchscript" if kind == "torchscript" else "eager",
+        kind=form.kind,
         device=torch.device("cpu"),
+        _program=program,
     )
     return loaded.to(device) if torch.device(device).type != "cpu" else loaded
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, read without running any code from it.
-
-    ``.safetensors`` through safetensors; anything else through ``torch.load`` with
-    ``weights_only=True``.  A checkpoint that wraps the state dict (``{"state_dict": ...}``)
-    is unwrapped.  Raises :class:`ModelLoadError` for a pickle that holds code (refused,
-    never run), a TorchScript archive, or a file that is not weights.
-    """
-    import torch
-
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"{path}: not a readable safetensors file ({exc}); "
-                "re-export the weights with safetensors.torch.save_file",
-                path=path,
-            ) from exc
-    if _is_torchscript_archive(path):
-        raise ModelLoadError(
-            f"{path}: refused: this is a TorchScript program, not a state dict; name it "
-            f"{TORCHSCRIPT_NAME} and load it only if you trust it (--trust)",
-            path=path,
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
-            obj = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"{path}: refused: this file contains code, not just weights, and SlideLens "
-            "never runs code from a weights file. Ask for a model.safetensors, or save "
-            "model.state_dict() (weights only) from a Python you trust.",
-            path=path,
-        ) from exc
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{path}: not a PyTorch state dict ({type(exc).__name__}: {exc}); "
-            "provide model.safetensors or a state dict saved with torch.save",
-            path=path,
-        ) from exc
-    return _as_state_dict(obj, path)
-
-
-def _is_torchscript_archive(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-
-
-def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    import torch
-
-    if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in _WRAPPER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner:
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise ModelLoadError(
-            f"{path}: holds no state dict (got {type(obj).__name__}); "
-            "save model.state_dict() or use safetensors",
-            path=path,
-        )
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ModelLoadError(
-            f"{path}: entries that are not tensors: {', '.join(map(str, bad[:_SHOW]))}; "
-            "save model.state_dict() only",
-            path=path,
-        )
-    return {str(k): v for k, v in obj.items()}
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, Any]:
-    """Drop a prefix every key shares (``module.``, ``model.``...) until keys match."""
-    while not expected.issuperset(state):
-        for prefix in _PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                break
-        else:
-            break
-    return state
-
-
 def _build_eager(card: ModelCard, path: Path) -> nn.Module:
     try:
-        module = build_architecture(card.architecture, card.num_classes, card.task)
+        module = build_architecture(
+            card.architecture, card.num_classes, card.task, card.model_args or None
+        )
     except ArchitectureError as exc:
         raise ModelLoadError(f"{card.config_path}: {exc}", path=card.config_path) from exc
-    state = load_state_dict_file(path)
-    model_state = module.state_dict()
-    state = _strip_prefixes(state, set(model_state))
-    missing = [k for k in model_state if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in model_state]
-    mismatched = [
-        f"{k} is {tuple(state[k].shape)} in the file but {tuple(v.shape)} in the model"
-        for k, v in model_state.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys ({', '.join(missing[:_SHOW])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:_SHOW])})")
-        if mismatched:
-            parts.append("shape mismatch: " + "; ".join(mismatched[:_SHOW]))
-        raise ModelLoadError(
-            f"{path}: the weights do not fit architecture {card.architecture!r} with "
-            f"{card.num_classes} classes: {', '.join(parts)}. Check 'architecture' and "
-            "'num_classes' in config.json.",
-            path=path,
-        )
-    module.load_state_dict(state, strict=False)
+    fit_state_dict(
+        module,
+        load_state_dict_file(path),
+        path,
+        f"architecture {card.architecture!r} with {card.num_classes} classes",
+        "Check 'architecture' and 'num_classes' in config.json.",
+    )
+    return module
+
+
+def _check_cam_layer(card: ModelCard, module: nn.Module) -> None:
     layer = card.cam_target_layer
-    if layer and layer not in dict(module.named_modules()):
+    if layer and find_layer(module, layer) is None:
         raise ModelLoadError(
             f"{card.config_path}: field 'slidelens.cam_target_layer': the model has no "
             f"layer {layer!r}; use a dotted module name such as "
             f"{_suggest_layer(card.architecture)!r}",
             path=card.config_path,
         )
-    return module
 
 
 def _suggest_layer(architecture: str) -> str:
@@ -397,6 +445,8 @@ def _suggest_layer(architecture: str) -> str:
 
 
 def _load_torchscript(path: Path) -> nn.Module:
+    import warnings
+
     import torch
 
     try:

@@ -1,7 +1,8 @@
-"""Which TorchScript programs the user has chosen to trust, remembered by SHA-256.
+"""Which programs (TorchScript, ``torch.export``) the user has chosen to trust, by SHA-256.
 
 A ``torchscript_model.pt`` is a program, not just weights: loading it runs code the model's
-author wrote.  SlideLens loads one only after the user trusts it (``--trust`` on the CLI, a
+author wrote; so can loading a ``model.pt2`` (see :mod:`inference.models.exported`).
+SlideLens loads one only after the user trusts it (``--trust`` on the CLI, a
 confirmation in the GUI).  The choice is remembered per file content (SHA-256), so a
 changed file must be trusted again.  The store is a small JSON file in the user data folder,
 written atomically; an unreadable store counts as empty (nothing trusted), never as a crash.
@@ -34,7 +35,7 @@ def file_sha256(path: Path) -> str:
 
 
 class TrustStore:
-    """SHA-256 hashes of TorchScript files the user trusted, persisted as JSON.
+    """SHA-256 hashes of program files the user trusted, persisted as JSON.
 
     ``path`` defaults to ``<user data dir>/trusted-models.json`` (see
     :func:`inference.core.paths.user_data_dir`, which honours ``SLIDELENS_DATA_DIR``).

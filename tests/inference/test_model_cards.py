@@ -371,7 +371,7 @@ def test_models_command_prints_cards_and_errors(
     assert "patch 350 px at 0.25 um/px" in out
     assert "licence: CC0-1.0" in out
     assert "auc 0.97" in out
-    assert _run_models(["--model", str(bad), "--json"]) == 1
+    assert _run_models(["--model", str(bad), "--json"]) == 2  # bad input
     listed = json.loads(capsys.readouterr().out)
     entry = next(e for e in listed if e["name"] == "bad")
     assert "must be a positive number (got -1)" in entry["error"]
@@ -387,6 +387,6 @@ def test_models_command_is_registered_and_does_not_load_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "[]"
-    from inference import cli
+    from inference.cli.main import COMMAND_MODULES
 
-    assert "inference.cli.models" in cli.COMMAND_MODULES
+    assert "inference.cli.models" in COMMAND_MODULES

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from inference.models.card import CONFIG_NAME
+from inference.slides.synth.writer import SYNTH_SOFTWARE
 
 CLASSIFIER_NAME = "demo-tumour-classifier"
 SEGMENTER_NAME = "demo-tumour-unet"
+GRADER_NAME = "demo-prostate-grader"
 WEIGHTS_NAME = "model.safetensors"
 LICENCE = (
     "Apache-2.0 (as SlideLens); trained by SlideLens's own command on slides it generates, "
@@ -37,6 +39,13 @@ INTENDED_USE = (
     "explanations, export, benchmarks) on synthetic slides made by `slidelens synth`. "
     + NOT_FOR_DIAGNOSIS
 )
+#: ``slidelens.domain`` of both demo models: not for diagnosis, made for the slides
+#: ``slidelens synth`` writes (recognised by their TIFF Software tag).
+DOMAIN: dict[str, Any] = {
+    "for_diagnosis": False,
+    "trained_on": "synthetic H&E-like tissue (slidelens synth)",
+    "slides": [{"property": "tiff.Software", "equals": SYNTH_SOFTWARE}],
+}
 
 
 def _transform(mean: Sequence[float], std: Sequence[float]) -> list[dict[str, Any]]:
@@ -81,6 +90,7 @@ def classifier_card(
             ),
             "licence": LICENCE,
             "intended_use": INTENDED_USE,
+            "domain": DOMAIN,
             "metrics": dict(metrics or {}),
             "training": dict(training or {}),
         },
@@ -116,6 +126,80 @@ def segmenter_card(
             ),
             "licence": LICENCE,
             "intended_use": INTENDED_USE,
+            "domain": DOMAIN,
+            "metrics": dict(metrics or {}),
+            "training": dict(training or {}),
+        },
+    }
+
+
+#: The demo prostate grader's classes: label value = class index (PANDA's Radboud masks).
+GRADER_CLASSES = ("background", "stroma", "benign", "gleason3", "gleason4", "gleason5")
+#: Which grader classes are Gleason patterns, and how a slide's grade follows.
+GRADER_GRADING: dict[str, Any] = {
+    "rule": "gleason-isup",
+    "patterns": {"gleason3": 3, "gleason4": 4, "gleason5": 5},
+    "biopsy": True,
+}
+#: How the ground truth of ``slidelens synth --kind prostate`` (and a pathologist's
+#: QuPath annotations) names the grader's classes.
+GRADER_TRUTH_CLASSES: dict[str, str] = {
+    "Background": "background",
+    "Stroma": "stroma",
+    "Benign": "benign",
+    "Gleason 3": "gleason3",
+    "Gleason 4": "gleason4",
+    "Gleason 5": "gleason5",
+}
+
+
+def grader_card(
+    *,
+    architecture: str,
+    patch_size: int,
+    spacing_um_px: float,
+    mean: Sequence[float],
+    std: Sequence[float],
+    cam_target_layer: str,
+    min_pattern_fraction: float,
+    metrics: Mapping[str, float] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``config.json`` data of the demo prostate grader: a patch classifier of
+    :data:`GRADER_CLASSES` whose card declares the Gleason/ISUP grading of its class map
+    (``min_pattern_fraction``: the share of the tissue below which a predicted pattern
+    is noise)."""
+    return {
+        "spec_version": "1.0",
+        "architecture": architecture,
+        "num_classes": len(GRADER_CLASSES),
+        "class_names": list(GRADER_CLASSES),
+        "patch_size_pixels": int(patch_size),
+        "spacing_um_px": float(spacing_um_px),
+        "transform": _transform(mean, std),
+        "slidelens": {
+            "task": "classification",
+            "activation": "softmax",
+            "cam_target_layer": cam_target_layer,
+            "description": (
+                f"Demo prostate grader: {architecture} on {patch_size} px patches at "
+                f"{spacing_um_px:g} um/px, classes background, stroma, benign glands and "
+                "Gleason patterns 3, 4 and 5 (PANDA's Radboud labels); the slide's Gleason "
+                "score and ISUP grade group follow from its class map. "
+                "Trained only on synthetic prostate biopsies made by `slidelens synth "
+                "--kind prostate`, whose patterns are drawn textures, never on a real "
+                "specimen. NOT FOR DIAGNOSIS or any clinical or research use on real "
+                "slides, where its output is meaningless."
+            ),
+            "licence": LICENCE,
+            "intended_use": (
+                "Demonstrating and testing SlideLens's multi-class maps, slide reports and "
+                "grading on synthetic prostate biopsies made by `slidelens synth --kind "
+                "prostate`. " + NOT_FOR_DIAGNOSIS
+            ),
+            "domain": DOMAIN,
+            "grading": {**GRADER_GRADING, "min_pattern_fraction": min_pattern_fraction},
+            "truth_classes": dict(GRADER_TRUTH_CLASSES),
             "metrics": dict(metrics or {}),
             "training": dict(training or {}),
         },

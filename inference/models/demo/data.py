@@ -27,7 +27,7 @@ import numpy as np
 
 from inference.core.geometry import Rect
 from inference.engine.patches import PatchSpec, make_patch_grid, make_patch_reader
-from inference.engine.tissue import DEFAULT_TISSUE_THRESHOLD, tissue_mask
+from inference.engine.tissue import DEFAULT_TISSUE_THRESHOLD, TissueMask, tissue_mask
 from inference.evaluation.truth import TruthMask, load_truth
 
 #: Patches with at least this tumour fraction are labelled tumour (training and metrics).
@@ -185,13 +185,8 @@ def sample_patches(
         reader = make_patch_reader(source, grid, int(spec.patch_size_pixels))
         tissue = tissue_mask(source)
         truth = slide_truth(slide, info.dimensions)
-        width, height = info.dimensions
         n_cand = max(count * candidates_per_patch, 64)
-        xs = rng.integers(0, max(1, width - l0_patch // 2), n_cand)
-        ys = rng.integers(0, max(1, height - l0_patch // 2), n_cand)
-        rects = np.stack([xs, ys, np.full(n_cand, l0_patch), np.full(n_cand, l0_patch)], 1)
-        keep = tissue.fractions_in(rects.astype(np.float64)) >= tissue_threshold
-        xs, ys = xs[keep], ys[keep]
+        xs, ys = tissue_candidates(info.dimensions, l0_patch, n_cand, rng, tissue, tissue_threshold)
         fractions = np.array(
             [
                 truth.fraction_in(Rect(int(x), int(y), l0_patch, l0_patch))
@@ -218,6 +213,26 @@ def sample_patches(
         slides=(Path(slide),),
         l0_patch=(l0_patch,),
     )
+
+
+def tissue_candidates(
+    dimensions: tuple[int, int],
+    l0_patch: int,
+    count: int,
+    rng: np.random.Generator,
+    tissue: TissueMask,
+    tissue_threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level-0 top-left corners ``(xs, ys)`` of patches drawn uniformly over a slide of
+    ``dimensions`` (reaching up to half a patch past the right and bottom edges, as the
+    engine's last grid patches do), keeping those with at least ``tissue_threshold``
+    tissue by the engine's rule.  ``count`` are drawn; fewer come back."""
+    width, height = dimensions
+    xs = rng.integers(0, max(1, width - l0_patch // 2), count)
+    ys = rng.integers(0, max(1, height - l0_patch // 2), count)
+    rects = np.stack([xs, ys, np.full(count, l0_patch), np.full(count, l0_patch)], 1)
+    keep = tissue.fractions_in(rects.astype(np.float64)) >= tissue_threshold
+    return xs[keep], ys[keep]
 
 
 def _stratified(

@@ -7,7 +7,9 @@ brightness and contrast jitter.
 
 * The classifier learns soft targets ``(1 - f, f)`` from each patch's tumour fraction
   ``f``, so its tumour probability tracks how much of the patch is tumour; with a global
-  average pool over local features that also keeps its Grad-CAM on the tumour.
+  average pool over local features that also keeps its Grad-CAM on the tumour.  A
+  classifier of more classes (the prostate grader) learns the share of each class in
+  the patch the same way (:func:`train_soft_classifier`).
 * The segmenter learns per-pixel truth with binary cross-entropy plus soft Dice over the
   batch, on random crops of the patches (it is fully convolutional; crops are cheaper).
 
@@ -200,22 +202,43 @@ def train_classifier(
 ) -> TrainReport:
     """Train ``model.module`` (a 2-class patch classifier, classes other and tumour) in
     place on ``patches``; leave it in eval mode.  Returns what the run did."""
+    f = patches.tumour_fraction.astype(np.float32)
+    targets = np.stack([1.0 - f, f], axis=1)
+    return train_soft_classifier(
+        model, patches.rgb, targets, settings, seed=seed, log=log, tag="classifier"
+    )
+
+
+def train_soft_classifier(
+    model: LoadedModel,
+    rgb: np.ndarray,
+    targets: np.ndarray,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    log: Log = lambda _: None,
+    tag: str = "classifier",
+) -> TrainReport:
+    """Train ``model.module`` (a patch classifier of ``C`` classes) in place on ``(n, S,
+    S, 3)`` uint8 patches against soft ``(n, C)`` targets (each row sums to 1: the share
+    of each class in the patch), by cross-entropy; leave it in eval mode.  Returns what
+    the run did."""
     import torch
     import torch.nn.functional as F
 
+    if len(rgb) != len(targets):
+        raise ValueError(f"{len(rgb)} patches but {len(targets)} targets")
     torch.manual_seed(seed)
     module = model.module
-    fractions = torch.from_numpy(patches.tumour_fraction.astype(np.float32))
+    soft = torch.from_numpy(np.ascontiguousarray(targets, np.float32))
     with _deterministic():
         module.train()
-        loop = _Loop(module, len(patches), settings, seed, "classifier")
+        loop = _Loop(module, len(rgb), settings, seed, tag)
         for idx in loop.batches():
-            x = model.preprocess(patches.rgb[idx])
+            x = model.preprocess(rgb[idx])
             codes = torch.randint(0, 8, (len(idx),), generator=loop.gen)
             x = _jitter(_dihedral(x, codes), loop.gen)
-            f = fractions[idx]
-            target = torch.stack([1.0 - f, f], dim=1)
-            loss = -(target * F.log_softmax(module(x), dim=1)).sum(dim=1).mean()
+            loss = -(soft[idx] * F.log_softmax(module(x), dim=1)).sum(dim=1).mean()
             loop.step(loss, len(idx), log)
         module.eval()
     return loop.report()

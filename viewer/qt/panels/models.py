@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from inference.models import ModelCard, ModelEntry, ModelError, list_models, load_card
+from inference.models.backends import backend_summary
 from viewer.qt.messages import show_warning
 
 _ROLE_ENTRY = Qt.ItemDataRole.UserRole + 1
@@ -39,6 +40,8 @@ def card_html(card: ModelCard) -> str:
         ("Task", card.task),
         ("Classes", ", ".join(card.class_names)),
         ("Architecture", card.architecture),
+        # the folder's forms and the fastest here, from file names and a small JSON only
+        ("Runs on", backend_summary(card)),
         (
             "Patches",
             f"{card.patch_size_pixels} px at {card.spacing_um_px:g} µm/px "
