@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from inference import allocator
+from inference.core import allocator
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt only")

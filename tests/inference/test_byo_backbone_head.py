@@ -17,6 +17,7 @@ from inference.explain.requests import CamRequest
 from inference.explain.service import explain_patch
 from inference.models import ModelCardError, ModelLoadError, load_card, load_model
 from inference.models.convert import convert_model
+from tests.helpers.slides import ArraySource, tissue_image
 from tests.inference.byo_helpers import (
     TINY_VIT_ARGS,
     backbone_head_folder,
@@ -24,8 +25,6 @@ from tests.inference.byo_helpers import (
     save_state,
     uint8_patches,
 )
-from tests.inference.test_engine import tissue_image
-from tests.inference.test_explain import ArraySource
 
 torch.set_num_threads(1)
 

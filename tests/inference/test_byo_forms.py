@@ -27,9 +27,8 @@ from inference.models import LoadedModel, load_card, load_model
 from inference.models.backends import BackendStore, backend_summary
 from inference.models.convert import convert_model
 from inference.models.registry import bundled_models_dir
+from tests.helpers.slides import ArraySource, tissue_image
 from tests.inference.byo_helpers import card, timm_model, uint8_patches, vit_folder, write_folder
-from tests.inference.test_engine import tissue_image
-from tests.inference.test_explain import ArraySource
 
 torch.set_num_threads(1)
 DEMO = bundled_models_dir() / "demo-tumour-classifier"

@@ -6,10 +6,8 @@ model object with the ``ModelLike`` shape) are reused by the other engine test f
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,165 +23,13 @@ from inference.engine.patches import MissingMppError, make_patch_grid, order_pat
 from inference.engine.prepare import prepare
 from inference.engine.runner import run
 from inference.results.store import ResultGrid, SegmentationMap, collect
-from inference.slides import SlideInfo, TileReadError
-from inference.slides.base import rgb_to_bgrx
+from tests.helpers.models import TinyCard, TinyModel, write_model_folder
+from tests.helpers.slides import WHITE, ArraySource, tissue_image
 
 torch.set_num_threads(1)
 
-WHITE = 242
-
 
 # -- test doubles ------------------------------------------------------------------------
-
-
-class ArraySource:
-    """A SlideSource over an in-memory RGB image with a 2x pyramid (outside reads white)."""
-
-    def __init__(
-        self,
-        rgb: np.ndarray,
-        *,
-        mpp: float | None = 0.5,
-        levels: int = 3,
-        bad_l0_rect: Rect | None = None,
-        name: str = "array.tiff",
-    ) -> None:
-        self.levels = [np.ascontiguousarray(rgb)]
-        for _ in range(levels - 1):
-            prev = self.levels[-1]
-            h, w = prev.shape[:2]
-            self.levels.append(cv2.resize(prev, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
-        self.bad_l0_rect = bad_l0_rect
-        self.reads = 0
-        self.closed = False
-        self._info = SlideInfo(
-            path=Path(name),
-            source_id="array-" + str(abs(hash(rgb.tobytes())) % 10**12),
-            vendor="array",
-            level_dimensions=tuple((a.shape[1], a.shape[0]) for a in self.levels),
-            level_downsamples=tuple(float(2**i) for i in range(levels)),
-            mpp=mpp,
-            objective_power=None,
-        )
-
-    @property
-    def info(self) -> SlideInfo:
-        return self._info
-
-    def read_region(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
-        self.reads += 1
-        ds = self._info.level_downsamples[level]
-        if self.bad_l0_rect is not None:
-            hit = self.bad_l0_rect.intersect(Rect(lv_x * ds, lv_y * ds, w * ds, h * ds))
-            if not hit.is_empty():
-                raise TileReadError(self._info.path, "damaged tile (test)")
-        img = self.levels[level]
-        out = np.full((h, w, 3), 255, np.uint8)
-        x0, y0 = max(lv_x, 0), max(lv_y, 0)
-        x1, y1 = min(lv_x + w, img.shape[1]), min(lv_y + h, img.shape[0])
-        if x1 > x0 and y1 > y0:
-            out[y0 - lv_y : y1 - lv_y, x0 - lv_x : x1 - lv_x] = img[y0:y1, x0:x1]
-        return out
-
-    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
-        return rgb_to_bgrx(self.read_region(level, lv_x, lv_y, w, h))
-
-    def associated_image(self, name: str) -> np.ndarray:
-        raise KeyError(name)
-
-    def thumbnail(self, max_size: int) -> np.ndarray:
-        return self.levels[-1]
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass(frozen=True)
-class TinyCard:
-    name: str = "tiny"
-    class_names: tuple[str, ...] = ("benign", "tumour")
-    patch_size_pixels: int = 32
-    spacing_um_px: float = 0.5
-    task: str = "classification"
-    threshold: float = 0.5
-
-
-class TinyModel:
-    """A hand-built model object: the ``ModelLike`` shape without a model folder."""
-
-    def __init__(self, card: TinyCard | None = None, *, seed: int = 0) -> None:
-        self.card = card or TinyCard()
-        torch.manual_seed(seed)
-        c = len(self.card.class_names)
-        if self.card.task == "segmentation":
-            self.module: torch.nn.Module = torch.nn.Conv2d(3, c, 3, padding=1)
-        else:
-            self.module = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 4, 3, stride=2),
-                torch.nn.ReLU(),
-                torch.nn.AdaptiveAvgPool2d(1),
-                torch.nn.Flatten(),
-                torch.nn.Linear(4, c),
-            )
-        self.module.eval()
-        self.sha256 = "ab" * 32
-        self.device = "cpu"
-
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return self.to_model_input(torch.from_numpy(np.ascontiguousarray(rgb)))
-
-    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).float() / 255.0
-        return (x - 0.5) / 0.25
-
-    def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits, dim=1)
-
-    def direct(self, rgb: np.ndarray) -> np.ndarray:
-        """The reference: one patch, preprocess, forward, postprocess."""
-        with torch.no_grad():
-            out = self.postprocess(self.module(self.preprocess(rgb[None])))
-        return out[0].numpy()
-
-
-def tissue_image(width: int, height: int, *, seed: int = 0, tissue_cols: float = 1.0) -> np.ndarray:
-    """Pink-purple textured tissue on the left ``tissue_cols`` fraction, white glass after."""
-    rng = np.random.default_rng(seed)
-    img = np.full((height, width, 3), WHITE, np.uint8)
-    tw = int(width * tissue_cols)
-    noise = rng.integers(0, 90, (height, tw, 1))
-    base = np.array([200, 110, 170])
-    img[:, :tw] = np.clip(base - noise + rng.integers(-10, 10, (height, tw, 3)), 0, 255)
-    return img
-
-
-def write_model_folder(folder: Path, *, seed: int = 0) -> Path:
-    """A small_cnn classifier card and random weights: 64 px patches at 1 um/px."""
-    from safetensors.torch import save_file
-
-    from inference.models.architectures import build_architecture
-
-    folder.mkdir(parents=True)
-    card = {
-        "spec_version": "1.0",
-        "architecture": "small_cnn",
-        "num_classes": 2,
-        "class_names": ["benign", "tumour"],
-        "patch_size_pixels": 64,
-        "spacing_um_px": 1.0,
-        "transform": [
-            {"name": "Resize", "arguments": {"size": 64}},
-            {"name": "ToTensor"},
-            {"name": "Normalize", "arguments": {"mean": [0.5] * 3, "std": [0.25] * 3}},
-        ],
-        "slidelens": {"task": "classification"},
-    }
-    (folder / "config.json").write_text(json.dumps(card))
-    torch.manual_seed(seed)
-    module = build_architecture("small_cnn", 2)
-    state = {k: v.contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    return folder
 
 
 def reader_threads() -> list[threading.Thread]:

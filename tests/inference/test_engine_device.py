@@ -31,8 +31,8 @@ from inference.explain.requests import CamRequest
 from inference.explain.runner_base import RunSettings
 from inference.explain.service import explain_patch
 from inference.explain.targets import ClassTarget
-from tests.inference.test_engine import TinyModel
-from tests.inference.test_explain import ArraySource, DarknessModel, two_tone
+from tests.helpers.models import DarknessModel, TinyModel
+from tests.helpers.slides import ArraySource, two_tone
 
 
 def _noise(n: int, side: int, seed: int = 0) -> np.ndarray:
@@ -359,7 +359,7 @@ class SimulatedCuda:
 def _resizing_model(folder: Path) -> Any:
     """The small_cnn test classifier with 64 px patches resized to 48 px by the model."""
     from inference.models import load_model
-    from tests.inference.test_engine import write_model_folder
+    from tests.helpers.models import write_model_folder
 
     write_model_folder(folder)
     card = json.loads((folder / "config.json").read_text())
@@ -373,7 +373,7 @@ def _resizing_model(folder: Path) -> Any:
 def _probs(model: Any, device: str, **job: Any) -> tuple[np.ndarray, np.ndarray]:
     from inference.engine.job import InferenceJob
     from inference.engine.runner import run
-    from tests.inference.test_engine import tissue_image
+    from tests.helpers.slides import tissue_image
 
     source = ArraySource(tissue_image(256, 128, seed=3), mpp=1.0)
     batches = list(

@@ -15,7 +15,7 @@ from PIL import Image
 
 from inference.cli.main import main
 from inference.slides.synth.writer import truth_paths
-from tests.inference.test_engine import write_model_folder
+from tests.helpers.models import write_model_folder
 
 torch.set_num_threads(1)
 
@@ -129,6 +129,10 @@ def test_human_readable_report_and_files(
     with files["--csv"].open() as fh:
         rows = {row["metric"]: row["value"] for row in csv.DictReader(fh)}
     assert rows["threshold"] == "0.3" and rows["class"] == "tumour"
+    # the file says what it is about, as the GUI's does (slide, model, truth, threshold)
+    assert (rows["slide"], rows["model"]) == (slide.name, "tiny-cnn")
+    assert rows["truth"] == truth_paths(slide)[0].name
+    assert f"{slide.name} (tiny-cnn) vs" in text and "grid squares" in text
     n = sum(int(rows[k]) for k in ("tp", "tn", "fp", "fn"))
     assert n == int(rows["n_samples"]) > 0
     with files["--roc-csv"].open() as fh:
@@ -154,9 +158,11 @@ def test_threshold_and_class_change_the_report(
     assert metrics_b["auc"] == pytest.approx(1 - metrics_t["auc"], abs=1e-6)
 
 
-def _fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 1) -> str:
+    """The one line of a refused command, which exits with ``code`` (1: a file could
+    not be used; 2: an option the files cannot honour)."""
     capsys.readouterr()
-    assert main(argv) == 1
+    assert main(argv) == code
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -194,7 +200,7 @@ def test_missing_results_and_bad_truth_are_refused(
     line = _fails(capsys, [*argv, "--truth-class", "Stroma"])
     assert f"{geojson.name}: no polygon features of class 'Stroma'" in line
     mask_argv = _evaluate(slide, out, "--truth-class", "Tumour")
-    assert "--truth-class selects GeoJSON features" in _fails(capsys, mask_argv)
+    assert "--truth-class selects GeoJSON features" in _fails(capsys, mask_argv, 2)
 
 
 def test_unknown_class_and_foreign_results_are_refused(
@@ -203,7 +209,7 @@ def test_unknown_class_and_foreign_results_are_refused(
     from inference.slides.synth.writer import SynthParams, write_synthetic_slide
 
     slide, out = inferred
-    line = _fails(capsys, _evaluate(slide, out, "--class", "stroma"))
+    line = _fails(capsys, _evaluate(slide, out, "--class", "stroma"), 2)
     assert f"{STEM}.result.npz" in line and "unknown class 'stroma'" in line
     assert "benign, tumour" in line
 

@@ -8,12 +8,9 @@ is) and ``model_folder`` are reused by the other explain test files.
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import sys
 import threading
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,66 +41,13 @@ from inference.explain.service import (
 )
 from inference.explain.targets import ClassTarget, SegmentationTarget
 from inference.models import LoadedModel, TrustStore, load_model
-from inference.slides.base import rgb_to_bgrx
-from tests.inference.test_engine import WHITE, tissue_image
-from tests.inference.test_engine import ArraySource as _EngineArraySource
+from tests.helpers.models import DarknessModel, model_folder
+from tests.helpers.slides import DARK, LIGHT, WHITE, ArraySource, tissue_image, two_tone
 
 ROOT = Path(__file__).resolve().parents[2]
-DARK = (120, 60, 130)  # haematoxylin-like purple: darkness ~0.6
-LIGHT = (230, 180, 210)  # pale eosin: darkness ~0.19, still tissue (saturated)
-
-
-class ArraySource(_EngineArraySource):
-    """The engine tests' in-memory slide, with the whole ``SlideSource`` protocol."""
-
-    def read_region_bgrx(self, level: int, lv_x: int, lv_y: int, w: int, h: int) -> np.ndarray:
-        return rgb_to_bgrx(self.read_region(level, lv_x, lv_y, w, h))
 
 
 # -- tiny models -------------------------------------------------------------------------------
-
-
-def model_folder(
-    folder: Path,
-    *,
-    architecture: str = "small_cnn",
-    task: str = "classification",
-    patch: int = 64,
-    spacing: float = 1.0,
-    seed: int = 0,
-    class_names: tuple[str, ...] = ("benign", "tumour"),
-    torchscript: bool = False,
-) -> Path:
-    """A model folder: card + random weights (safetensors, or a TorchScript program)."""
-    from safetensors.torch import save_file
-
-    from inference.models.architectures import build_architecture
-
-    folder.mkdir(parents=True)
-    card = {
-        "spec_version": "1.0",
-        "architecture": "some_zoo_net" if torchscript else architecture,
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
-        "patch_size_pixels": patch,
-        "spacing_um_px": spacing,
-        "transform": [
-            {"name": "ToTensor"},
-            {"name": "Normalize", "arguments": {"mean": [0.5] * 3, "std": [0.25] * 3}},
-        ],
-        "slidelens": {"task": task},
-    }
-    (folder / "config.json").write_text(json.dumps(card))
-    torch.manual_seed(seed)
-    module = build_architecture(architecture, len(class_names), task)  # type: ignore[arg-type]
-    if torchscript:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit is deprecated upstream
-            torch.jit.script(module.eval()).save(str(folder / "torchscript_model.pt"))
-    else:
-        state = {k: v.contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -115,74 +59,6 @@ def cnn(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 @pytest.fixture(scope="module")
 def slide() -> ArraySource:
     return ArraySource(tissue_image(512, 384, seed=2), mpp=0.5)
-
-
-@dataclass(frozen=True)
-class DarkCard:
-    name: str = "darkness"
-    class_names: tuple[str, ...] = ("dark", "light")
-    patch_size_pixels: int = 32
-    spacing_um_px: float = 1.0
-    task: str = "classification"
-    cam_target_layer: str = "features"
-    input_size: int = 32
-
-
-class ConstantShift(torch.nn.Module):
-    def __init__(self, shift: float) -> None:
-        super().__init__()
-        self.shift = shift
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.shift
-
-
-class DarknessModel:
-    """A model whose class-0 logit is the mean darkness ``1 - mean(rgb)`` of the patch.
-
-    ``features`` is a 1x1 convolution computing darkness per pixel (then ReLU), so the
-    Grad-CAM of class 0 is proportional to the darkness of each pixel: a dark patch has a
-    stronger CAM than a pale one, whatever the normalisation of each patch would say.
-    """
-
-    def __init__(self) -> None:
-        self.card = DarkCard()
-        conv = torch.nn.Conv2d(3, 1, 1, bias=False)
-        with torch.no_grad():
-            conv.weight.fill_(-1.0 / 3.0)
-        head = torch.nn.Linear(1, 2)
-        with torch.no_grad():
-            head.weight.copy_(torch.tensor([[4.0], [-4.0]]))
-            head.bias.zero_()
-        self.module = torch.nn.Sequential()
-        one = ConstantShift(1.0)  # darkness = 1 - mean(rgb)
-        self.module.add_module("features", torch.nn.Sequential(conv, one, torch.nn.ReLU()))
-        self.module.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
-        self.module.add_module("flat", torch.nn.Flatten())
-        self.module.add_module("head", head)
-        self.module.eval()
-        self.sha256 = "da" * 32
-        self.device = "cpu"
-
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return self.to_model_input(torch.from_numpy(np.ascontiguousarray(rgb)))
-
-    def to_model_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 1, 2).float() / 255.0
-
-    def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits, dim=1)
-
-
-def two_tone(width: int = 256, height: int = 128, seed: int = 0) -> np.ndarray:
-    """Left half dark purple tissue, right half pale pink tissue, both with texture."""
-    rng = np.random.default_rng(seed)
-    img = np.empty((height, width, 3), np.uint8)
-    half = width // 2
-    noise = rng.integers(-12, 13, (height, width, 3))
-    img[:, :half] = np.clip(np.array(DARK) + noise[:, :half], 0, 255)
-    img[:, half:] = np.clip(np.array(LIGHT) + noise[:, half:], 0, 255)
-    return img
 
 
 def hook_count(module: torch.nn.Module) -> int:

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from inference.cli.main import BENCH_MODULES, COMMAND_MODULES, main
-from tests.inference.test_explain import model_folder, two_tone
+from tests.helpers.models import model_folder
+from tests.helpers.slides import two_tone
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_bad_slide_and_bad_model_are_one_line(
     png_slide: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cam.png"
-    assert _explain(tmp_path / "missing.svs", model, out, "--at", "1,1") == 2
+    # a slide that cannot be read is a failed slide (1), a broken model bad input (2)
+    assert _explain(tmp_path / "missing.svs", model, out, "--at", "1,1") == 1
     err = capsys.readouterr().err
     assert "missing.svs" in err and len(err.strip().splitlines()) == 1
     broken = tmp_path / "broken-model"

@@ -15,7 +15,7 @@ from inference.bench.pointing import synthetic_cases
 from inference.cli.main import main
 from inference.explain.pointing import PointingCase, choose_region, energy_share, play, sample_mask
 from inference.explain.requests import CamRequest
-from tests.inference.test_explain import model_folder
+from tests.helpers.models import model_folder
 
 
 def test_energy_share_against_uniform_and_perfect_maps() -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from inference.cli.main import main
 from inference.results.exports import read_heatmap_geometry
-from tests.inference.test_engine import write_model_folder
+from tests.helpers.models import write_model_folder
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ import tifffile
 from inference.engine.patches import make_patch_grid, make_patch_reader
 from inference.slides import open_slide
 from inference.slides.base import SlideInfo
-from tests.inference.test_engine import ArraySource
+from tests.helpers.slides import ArraySource
 
 TISSUE = (180, 60, 150)
 

@@ -14,12 +14,12 @@ import pytest
 from inference.engine.patches import PatchGrid
 from inference.results.cache import INDEX_NAME, ResultCache
 from inference.results.store import ResultGrid, SegmentationMap
-from tests.inference.test_results import NAMES, _classification_result, batch
+from tests.helpers.results import NAMES, batch, classification_result
 
 
 def test_cache_round_trip_miss_and_corruption(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path / "cache")
-    result = _classification_result()
+    result = classification_result()
     key = ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.0, "grid": result.grid.to_dict()})
     assert key != ResultCache.key("slide-abc", "f" * 64, {"overlap": 0.5})
     assert cache.load(key) is None
@@ -52,15 +52,15 @@ def test_segmentation_result_survives_the_cache(tmp_path: Path) -> None:
 
 
 def _entry_bytes(tmp_path: Path) -> int:
-    """The size on disk of one cached ``_classification_result``."""
+    """The size on disk of one cached ``classification_result``."""
     probe = ResultCache(tmp_path / "probe")
-    probe.save(ResultCache.key("s", "m", {}), _classification_result(), {"source_id": "s"})
+    probe.save(ResultCache.key("s", "m", {}), classification_result(), {"source_id": "s"})
     return probe.total_bytes()
 
 
 def _save(cache: ResultCache, slide: str, n: int) -> str:
     key = ResultCache.key(slide, "m" * 64, {"n": n})
-    cache.save(key, _classification_result(), {"source_id": slide, "n": n})
+    cache.save(key, classification_result(), {"source_id": slide, "n": n})
     return key
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from inference.engine.job import BatchResult
 from inference.engine.patches import PatchGrid
 from inference.results.exports import (
     OutputPaths,
@@ -24,36 +22,9 @@ from inference.results.exports import (
 from inference.results.store import (
     ResultGrid,
     SegmentationMap,
-    collect,
     hann_weights,
 )
-
-NAMES = ("benign", "tumour")
-
-
-def batch(
-    grid: PatchGrid,
-    p_ij: list[tuple[int, int]],
-    probs: np.ndarray,
-    *,
-    background: Sequence[tuple[int, int]] = (),
-    l0_per_px: float | None = None,
-) -> BatchResult:
-    ij = np.array(p_ij, np.int32).reshape(-1, 2)
-    return BatchResult(
-        job_id=1,
-        grid=grid,
-        class_names=NAMES,
-        p_ij=ij,
-        l0_xy=grid.l0_xy(ij),
-        probs=np.asarray(probs, np.float32),
-        l0_per_px=l0_per_px,
-        background_p_ij=np.array(background, np.int32).reshape(-1, 2),
-        unreadable_p_ij=np.zeros((0, 2), np.int32),
-        done=len(ij),
-        total=len(ij),
-        skipped_background=len(background),
-    )
+from tests.helpers.results import NAMES, batch, classification_result
 
 
 def test_cells_average_overlapping_patches_by_area() -> None:
@@ -115,16 +86,8 @@ def test_segmentation_blending_is_smooth_and_exact_for_constant_tiles() -> None:
     assert w.min() > 0 and w[3:5, 3:5].min() > 0.9
 
 
-def _classification_result() -> ResultGrid:
-    grid = PatchGrid(l0_patch=224, l0_stride=224, l0_origin=(0, 0), p_cols=4, p_rows=3)
-    rng = np.random.default_rng(0)
-    p = rng.random((10, 1)).astype(np.float32)
-    ij = [(c, r) for r in range(3) for c in range(4)][:10]
-    return collect([batch(grid, ij, np.hstack([1 - p, p]), background=[(2, 2), (3, 2)])])  # type: ignore[return-value]
-
-
 def test_csv_has_wsinfer_columns_one_row_per_patch(tmp_path: Path) -> None:
-    result = _classification_result()
+    result = classification_result()
     path = tmp_path / "s.csv"
     assert write_csv(path, result) == 10
     with path.open() as fh:
@@ -136,7 +99,7 @@ def test_csv_has_wsinfer_columns_one_row_per_patch(tmp_path: Path) -> None:
 
 
 def test_geojson_is_a_qupath_feature_collection(tmp_path: Path) -> None:
-    result = _classification_result()
+    result = classification_result()
     path = tmp_path / "s.geojson"
     assert write_geojson(path, result) == 10
     doc = json.loads(path.read_text())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference import tissue
+from inference.engine import tissue
 from inference.core.geometry import Rect
 from inference.engine.tissue import background_rule, tissue_mask
-from tests.inference.test_engine import WHITE, ArraySource
+from tests.helpers.slides import WHITE, ArraySource
 
 
 def _slide(levels: int = 3) -> ArraySource:

@@ -11,7 +11,8 @@ import torch
 from inference.core.threads import SharedExclusiveLock, use_gate
 from inference.engine.job import InferenceJob
 from inference.engine.runner import run
-from tests.inference.test_engine import ArraySource, TinyModel, tissue_image
+from tests.helpers.models import TinyModel
+from tests.helpers.slides import ArraySource, tissue_image
 
 
 def test_shared_holders_overlap_and_exclusive_waits_for_them() -> None:

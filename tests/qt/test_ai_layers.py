@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from inference.evaluation.truth import load_truth
 from inference.slides.synth.writer import truth_paths
-from tests.inference.test_engine import write_model_folder
+from tests.helpers.models import write_model_folder
 from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
 from viewer.layers.masks import MaskLayer

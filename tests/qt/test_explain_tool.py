@@ -14,7 +14,7 @@ from inference.core.geometry import Rect
 from inference.evaluation.truth import load_truth
 from inference.models import TrustStore, file_sha256
 from inference.slides.synth.writer import truth_paths
-from tests.inference.test_explain import model_folder
+from tests.helpers.models import model_folder
 from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
 from tests.qt.test_ai_layers import JOB_TIMEOUT_MS, bundled_classifier  # noqa: F401
 from viewer.qt.controllers.explain import ExplainOutcome

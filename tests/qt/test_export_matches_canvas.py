@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pytestqt.qtbot import QtBot
 
+from tests.helpers.figures import result_grid
 from tests.qt.qt_helpers import TIMEOUT_MS, grab, open_slide_in
-from tests.unit.test_export_compositor import result_grid
 from viewer.annotations import Annotation, AnnotationClass
 from viewer.export.figure import compose_view
 from viewer.export.scale_bar_render import MAX_BAR_PX, scale_bar_spec

@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from inference.core.geometry import Rect
 from inference.slides.base import SlideInfo
-from tests.unit.test_export_compositor import PatternSource
+from tests.helpers.figures import PatternSource
 from viewer.qt.canvas.overview import OVERVIEW_SIDE, OverviewMap
 from viewer.qt.canvas.slide_canvas import SlideCanvas
 from viewer.qt.canvas.tile_bridge import TileBridge

@@ -14,7 +14,7 @@ from PIL import Image
 from inference.results.exports import write_result_npz
 from inference.slides import open_slide
 from inference.slides.synth.writer import truth_paths
-from tests.unit.test_export_compositor import result_grid
+from tests.helpers.figures import result_grid
 from viewer.__main__ import main
 from viewer.annotations import Annotation, AnnotationClass, export_geojson
 from viewer.layers.colormaps import lut
@@ -133,8 +133,8 @@ def test_slides_without_mpp_use_downsample(
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--region", "9000,0,100,100"], 1, "outside the slide"),
-        (["--mpp", "0.001"], 1, "100,000 per side"),
+        (["--region", "9000,0,100,100"], 2, "outside the slide"),
+        (["--mpp", "0.001"], 2, "100,000 per side"),
         (["--class", "tumour"], 2, "give --results"),
         (["--region", "0,0,-5,10"], 2, "W, H > 0"),
     ],
@@ -155,6 +155,34 @@ def test_refusals_are_clear(
     assert got == code
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_size_is_said_before_writing_and_a_large_figure_needs_force(
+    synthetic_slide: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole slide at full resolution, with the limit lowered to a tenth of it (the
+    trial wrote a 318 MB PNG of a real slide without a word)."""
+    import viewer.export.compositor as compositor
+
+    monkeypatch.setattr(compositor, "LARGE_FIGURE_PIXELS", 4096 * 3072 // 10)
+    out = tmp_path / "whole.png"
+    assert main(["export", str(synthetic_slide), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "whole.png would be 4,096 x 3,072 px (12.6 megapixels" in err
+    assert "--force" in err and "--mpp" in err
+    assert not out.exists()
+
+    assert main(["export", str(synthetic_slide), "--out", str(out), "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "whole.png will be 4,096 x 3,072 px (12.6 megapixels, about 37.7 MB" in err
+    assert out.is_file()
+    # below the limit nothing needs forcing, and the size is still said first
+    small = tmp_path / "small.png"
+    assert main(["export", str(synthetic_slide), "--mpp", "8", "--out", str(small)]) == 0
+    assert "small.png will be 256 x 192 px" in capsys.readouterr().err
 
 
 def test_results_must_belong_to_the_slide(

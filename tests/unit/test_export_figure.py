@@ -16,7 +16,7 @@ from PIL import Image
 
 from inference.core.geometry import Rect
 from inference.slides import SlideSource, open_slide
-from tests.unit.test_export_compositor import TUMOUR, result_grid
+from tests.helpers.figures import TUMOUR, result_grid
 from viewer.annotations import Annotation, AnnotationClass
 from viewer.export import figure
 from viewer.export.figure import region_compositor, sidecar_path, write_figure

@@ -1,0 +1,1 @@
+"""Code shared by several test modules (doubles, small models, hand-built results)."""
