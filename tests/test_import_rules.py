@@ -335,7 +335,7 @@ INFERENCE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference.models",),
     ("inference.engine",),
     ("inference.results",),
-    ("inference.explain", "inference.evaluation"),
+    ("inference.explain", "inference.evaluation", "inference.slide_level"),
     ("inference.batch",),
     ("inference.models.demo", "inference.bench"),
     ("inference.cli",),

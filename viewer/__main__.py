@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.cli.exit_codes import EXIT_OK, EXIT_USAGE
+
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="make the demo slide once, then open it in the viewer")
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HELP_FLAGS = frozenset({"-h", "--help"})
 #: The exit code of a command line that names no command and no file (argparse's too).
-USAGE_ERROR = 2
+USAGE_ERROR = EXIT_USAGE
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:
@@ -110,14 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _no_such_command(parser, first, commands)
         if HELP_FLAGS & set(args_list):
             parser.print_help()
-            return 0
+            return EXIT_OK
         return _run_view(Path(first))
     args = parser.parse_args(args_list)
     if getattr(args, "handler", None) is None:
         parser.print_help()
-        return 2
-    handler = args.handler
-    return int(handler(args))
+        return EXIT_USAGE
+    from inference.cli.main import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

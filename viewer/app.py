@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from inference.cli.exit_codes import EXIT_NO_WINDOW
 from viewer.platform_check import platform_problem
 from viewer.qt.main_window import MainWindow
 from viewer.runtime import tune_for_interaction
@@ -24,10 +25,6 @@ def create_app(argv: Sequence[str] = ()) -> QApplication:
     app.setOrganizationName("SlideLens")
     app.setDesktopFileName("slidelens")
     return app
-
-
-#: Exit code when this machine cannot show a window (missing X libraries, no display).
-EXIT_NO_WINDOW = 3
 
 
 def run_gui(slide: Path | None = None) -> int:

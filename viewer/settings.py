@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from inference.core.paths import user_data_dir
+from viewer.export.corners import DEFAULT_LEGEND_CORNER, Corner, as_corner
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class Settings:
     #: Load torch on the inference worker as soon as the window appears, so the first
     #: model run or explanation does not pause the window later (costs ~0.5 GB of RSS).
     preload_models: bool = True
+    #: The canvas corner the user dragged the legend to.
+    legend_corner: Corner = DEFAULT_LEGEND_CORNER
 
     def add_recent(self, path: Path) -> None:
         """Put ``path`` first in the recent list (once), keeping at most ``MAX_RECENT``."""
@@ -61,6 +64,8 @@ def load_settings(path: Path | None = None) -> Settings:
     folders = raw.get("model_folders") if isinstance(raw, dict) else None
     if isinstance(folders, list):
         settings.model_folders = [p for p in folders if isinstance(p, str)]
+    if isinstance(raw, dict):
+        settings.legend_corner = as_corner(raw.get("legend_corner"))
     cache_mb = raw.get("tile_cache_mb") if isinstance(raw, dict) else None
     if isinstance(cache_mb, int) and MIN_CACHE_MB <= cache_mb <= MAX_CACHE_MB:
         settings.tile_cache_mb = cache_mb

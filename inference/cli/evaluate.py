@@ -6,7 +6,13 @@ the ground truth (a mask image or QuPath GeoJSON), computes the slide's tissue m
 prints the report of :mod:`inference.evaluation.metrics`: human-readable by default, one JSON
 object with ``--json``.  ``--roc-png``, ``--confusion-png``, ``--csv`` and ``--roc-csv``
 write figures and tables.  Any failure is one line on stderr naming the file and the
-cause, with exit code 1 (argparse's own usage errors exit 2).
+cause; the exit code (:mod:`inference.cli.exit_codes`) is 1 when a file cannot be read,
+does not belong to the slide or cannot be written, 2 when an option names what the
+files do not hold (a class, a GeoJSON class of a mask image) or is malformed.
+
+A result of more than two classes, several slides, or a slide without ``--truth`` (its
+``<stem>.mask.png`` and ``<stem>.truth.json`` are found beside it) get the class report
+and the slide-level ``cohort`` section of :mod:`inference.cli.evaluate_classes`.
 """
 
 from __future__ import annotations
@@ -14,29 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.cli.args import fraction, parse_region
+from inference.cli.evaluate_inputs import EvaluateError, check_run, load_result, model_name
+from inference.cli.exit_codes import EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from inference.evaluation.metrics import MetricsReport
+    from inference.evaluation.plots import EvaluationContext
     from inference.evaluation.truth import TruthMask
-    from inference.results.store import InferenceResult
-    from inference.slides import SlideSource
 
-#: Exit codes.
-EXIT_OK, EXIT_FAILED = 0, 1
 #: ``--json`` thins the ROC curve to at most this many points (the CSV has them all).
 JSON_ROC_POINTS = 1000
 #: Figures printed as decimals; the others are shares, printed in per cent.
 DECIMAL_FIGURES = frozenset({"dice", "iou", "auc"})
-
-
-class EvaluateError(Exception):
-    """A failure reported as one line (the message names the file and the cause)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,21 +45,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compare a slide's inference result with ground truth (accuracy, Dice, AUC...)",
         description=(
             "Score the result 'slidelens infer --out DIR' wrote for SLIDE against a "
-            "ground-truth mask image or GeoJSON, over tissue only, one sample per result "
-            "cell (truth: at least half of the cell's area).  Prints the figures; "
-            "optionally writes ROC and confusion plots and CSV tables."
+            "ground-truth mask image or GeoJSON, over tissue only, one sample per square of "
+            "the result's grid: a patch, or a segmentation pixel (truth: at least half of "
+            "the square's area).  Prints the figures; "
+            "optionally writes ROC and confusion plots and CSV tables.  A result of more "
+            "than two classes gets the class report (confusion matrix, accuracy, macro-F1, "
+            "kappa, per-class AUC, Dice, IoU); several slides, each with <stem>.mask.png "
+            "and <stem>.truth.json beside it, add a slide-level cohort section (grade "
+            "kappa, accuracy and confusion)."
         ),
     )
-    parser.add_argument("slide", type=Path, metavar="SLIDE", help="the slide file")
+    parser.add_argument("slides", nargs="+", type=Path, metavar="SLIDE", help="the slide file(s)")
     parser.add_argument(
         "--results", required=True, type=Path, metavar="DIR", help="slidelens infer --out folder"
     )
     parser.add_argument(
         "--truth",
-        required=True,
         type=Path,
         metavar="MASK|GEOJSON",
-        help="ground truth: mask image aligned to the slide, or GeoJSON polygons",
+        help="ground truth: mask image aligned to the slide, or GeoJSON polygons "
+        "(default: <stem>.mask.png beside each slide)",
     )
     parser.add_argument(
         "--class",
@@ -76,60 +81,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--threshold",
         type=fraction,
         default=0.5,
-        help="probability at or above which a cell is predicted positive (default 0.5)",
+        help="probability at or above which a grid square is predicted positive (default 0.5)",
     )
-    parser.add_argument("--region", type=parse_region, help="only cells centred in level-0 X,Y,W,H")
+    parser.add_argument(
+        "--region", type=parse_region, help="only grid squares centred in level-0 X,Y,W,H"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--roc-png", type=Path, metavar="FILE", help="write the ROC plot")
     parser.add_argument(
         "--confusion-png", type=Path, metavar="FILE", help="write the confusion matrix plot"
     )
+    parser.add_argument(
+        "--confusion-csv",
+        type=Path,
+        metavar="FILE",
+        help="write the confusion matrix (counts and row shares) as CSV (class reports)",
+    )
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write the figures as CSV")
     parser.add_argument("--roc-csv", type=Path, metavar="FILE", help="write the ROC curve as CSV")
     parser.set_defaults(handler=evaluate_command)
-
-
-def _load_result(results_dir: Path, slide: Path) -> tuple[InferenceResult, Path]:
-    from inference.results.exports import find_result, read_result_npz
-
-    if not results_dir.is_dir():
-        raise EvaluateError(f"{results_dir}: no such results folder")
-    try:
-        path = find_result(results_dir, slide)
-    except FileNotFoundError as exc:
-        raise EvaluateError(str(exc)) from exc
-    damaged = f"{path.name}: not a readable SlideLens result file"
-    # checked first: numpy leaks the open file when np.load meets a damaged archive
-    if not zipfile.is_zipfile(path):
-        raise EvaluateError(f"{damaged} (not an .npz archive; run slidelens infer --force)")
-    try:
-        return read_result_npz(path), path
-    except ValueError as exc:
-        raise EvaluateError(str(exc)) from exc
-    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise EvaluateError(f"{damaged} ({exc}; run slidelens infer --force)") from exc
-
-
-def _check_run(result_path: Path, source: SlideSource) -> list[str]:
-    """Compare the run JSON beside a result with the slide; return notes, raise when the
-    result is of a slide of other dimensions."""
-    run_json = result_path.with_name(result_path.name.removesuffix(".result.npz") + ".run.json")
-    try:
-        doc = json.loads(run_json.read_text("utf-8"))
-        slide_doc = doc["slide"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return [f"{run_json.name} missing or unreadable; the result's slide was not checked"]
-    info = source.info
-    dims = slide_doc.get("dimensions") if isinstance(slide_doc, dict) else None
-    if isinstance(dims, list) and tuple(dims) != tuple(info.dimensions):
-        raise EvaluateError(
-            f"{result_path.name}: computed for a slide of {dims[0]} x {dims[1]} px, but "
-            f"{info.path.name} is "
-            f"{info.dimensions[0]} x {info.dimensions[1]}; these are not its results"
-        )
-    if isinstance(slide_doc, dict) and slide_doc.get("source_id") not in (None, info.source_id):
-        return [f"{result_path.name} was computed from a file with other content than this slide"]
-    return []
 
 
 def _truth(args: argparse.Namespace, dims: tuple[int, int]) -> TruthMask:
@@ -138,7 +108,8 @@ def _truth(args: argparse.Namespace, dims: tuple[int, int]) -> TruthMask:
     is_geojson = args.truth.suffix.lower() in {".geojson", ".json"}
     if args.truth_class is not None and not is_geojson:
         raise EvaluateError(
-            f"{args.truth.name}: --truth-class selects GeoJSON features; a mask image has none"
+            f"{args.truth.name}: --truth-class selects GeoJSON features; a mask image has none",
+            EXIT_USAGE,
         )
     try:
         return load_truth(args.truth, dims, class_name=args.truth_class)
@@ -146,7 +117,8 @@ def _truth(args: argparse.Namespace, dims: tuple[int, int]) -> TruthMask:
         raise EvaluateError(str(exc)) from exc
 
 
-def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str]]:
+def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str], str]:
+    """The report, notes on the inputs, and the model's name."""
     from inference.engine.tissue import tissue_mask
     from inference.evaluation.metrics import MetricsError, evaluate, resolve_class
     from inference.slides import SlideError, open_slide
@@ -156,13 +128,14 @@ def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str]]:
     except SlideError as exc:
         raise EvaluateError(str(exc)) from exc
     try:
-        result, result_path = _load_result(args.results, args.slide)
-        notes = _check_run(result_path, source)
+        result, result_path = load_result(args.results, args.slide)
+        notes = check_run(result_path, source)
+        model = model_name(result_path)
         wanted = args.positive_class if args.positive_class is not None else -1
         try:
             class_index = resolve_class(result.class_names, wanted)
         except MetricsError as exc:
-            raise EvaluateError(f"{result_path.name}: {exc}") from exc
+            raise EvaluateError(f"{result_path.name}: {exc}", EXIT_USAGE) from exc
         dims = source.info.dimensions
         truth = _truth(args, dims)
         try:
@@ -185,10 +158,13 @@ def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str]]:
         raise EvaluateError(str(exc)) from exc
     finally:
         source.close()
-    return report, notes
+    return report, notes, model
 
 
-def _write_outputs(args: argparse.Namespace, report: MetricsReport) -> list[Path]:
+def _write_outputs(
+    args: argparse.Namespace, report: MetricsReport, context: EvaluationContext
+) -> list[Path]:
+    """Write the files asked for; the metrics CSV and the PNGs name the ``context``."""
     from inference.evaluation.plots import (
         write_confusion_png,
         write_metrics_csv,
@@ -196,24 +172,24 @@ def _write_outputs(args: argparse.Namespace, report: MetricsReport) -> list[Path
         write_roc_png,
     )
 
-    jobs = (
-        (args.roc_png, write_roc_png),
-        (args.confusion_png, write_confusion_png),
-        (args.csv, write_metrics_csv),
-        (args.roc_csv, write_roc_csv),
+    jobs: tuple[tuple[Path | None, Callable[[Path], Path]], ...] = (
+        (args.roc_png, lambda path: write_roc_png(path, report, context)),
+        (args.confusion_png, lambda path: write_confusion_png(path, report, context)),
+        (args.csv, lambda path: write_metrics_csv(path, report, context)),
+        (args.roc_csv, lambda path: write_roc_csv(path, report)),
     )
     written = []
     for path, write in jobs:
         if path is None:
             continue
         try:
-            written.append(write(path, report))
+            written.append(write(path))
         except OSError as exc:
             raise EvaluateError(f"{path.name}: cannot write ({exc.strerror or exc})") from exc
     return written
 
 
-def format_report(report: MetricsReport, slide: Path) -> str:
+def format_report(report: MetricsReport, slide: Path, model: str = "unknown model") -> str:
     """The human-readable report: a header, the summary line and a table of figures."""
     from inference.evaluation.metrics import FIGURES
 
@@ -224,11 +200,12 @@ def format_report(report: MetricsReport, slide: Path) -> str:
     head = [f"truth {neg}", f"truth {pos}", f"predicted {neg}", f"predicted {pos}"]
     w = max(len(h) for h in head) + 2
     lines = [
-        f"{slide.name} vs {truth}: class {report.class_name}, threshold {report.threshold:g} "
-        f"({report.task}, cells of {report.cell_l0_px:g} level-0 px)",
+        f"{slide.name} ({model}) vs {truth}: class {report.class_name}, "
+        f"threshold {report.threshold:g} "
+        f"({report.task}, grid squares of {report.cell_l0_px:g} level-0 px)",
         report.summary(),
         "",
-        f"samples: {report.n_samples:,} tissue cells ({report.n_positive:,} positive in the "
+        f"samples: {report.n_samples:,} tissue grid squares ({report.n_positive:,} positive in the "
         f"truth); excluded: {excluded}",
         "",
         f"{'':<{w}}{head[2]:>{w}}{head[3]:>{w}}",
@@ -257,21 +234,32 @@ def format_report(report: MetricsReport, slide: Path) -> str:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """The ``evaluate`` handler: returns the exit code."""
+    """The ``evaluate`` handler: returns the exit code.  Several slides, a slide without
+    ``--truth`` or a result of more than two classes get the class and cohort reports of
+    :mod:`inference.cli.evaluate_classes`."""
+    from inference.cli.evaluate_classes import class_evaluate_command, wants_class_report
+    from inference.evaluation.plots import EvaluationContext
+
+    if wants_class_report(args):
+        return class_evaluate_command(args)
+    args.slide = args.slides[0]
+
     try:
-        report, notes = _report(args)
-        written = _write_outputs(args, report)
+        report, notes, model = _report(args)
+        context = EvaluationContext.of(report, slide=args.slide.name, model=model)
+        written = _write_outputs(args, report, context)
     except EvaluateError as exc:
         print(f"slidelens evaluate: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.code
     if args.json:
         doc = report.to_dict(max_roc_points=JSON_ROC_POINTS)
         doc["slide"] = str(args.slide)
+        doc["model"] = model
         doc["notes"] = [*doc["notes"], *notes]
         doc["written"] = [str(p) for p in written]
         print(json.dumps(doc, allow_nan=False))
     else:
-        print(format_report(report, args.slide))
+        print(format_report(report, args.slide, model))
         for note in notes:
             print(f"note: {note}")
         for path in written:

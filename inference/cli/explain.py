@@ -24,6 +24,7 @@ import numpy as np
 from inference.cli.args import device, parse_region, positive_float
 from inference.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from inference.explain.methods import METHODS
+from inference.explain.progress import patch_count
 
 if TYPE_CHECKING:
     from inference.explain.requests import CamResult
@@ -91,13 +92,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 class _Bar:
-    """Progress of one explanation on stderr (a live bar on a terminal, else nothing)."""
+    """Progress of one explanation on stderr (a live bar on a terminal, else nothing):
+    ``LABEL: 12 patches [####----] 35/140 passes``, a pass being the model run once on
+    one patch or on one masked copy of it (the viewer's Explain panel counts the same)."""
 
     def __init__(self, label: str, stream: IO[str], enabled: bool) -> None:
         self.label = label
         self.stream = stream
         self.live = enabled and stream.isatty()
         self.last = 0.0
+        self.patches: int | None = None
+
+    def planned(self, patches: int) -> None:
+        """How many patches the passes are for (told before the first report)."""
+        self.patches = patches
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
@@ -106,7 +114,8 @@ class _Bar:
         self.last = now
         frac = done / total if total else 0.0
         bar = "#" * round(frac * 28) + "-" * (28 - round(frac * 28))
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}")
+        what = "" if self.patches is None else f" {patch_count(self.patches)}"
+        self.stream.write(f"\r{self.label}:{what} [{bar}] {done}/{total} passes")
         self.stream.flush()
 
     def close(self) -> None:
@@ -267,8 +276,9 @@ def explain_command(args: argparse.Namespace) -> int:
     provenance = result.provenance
     print(
         f"{paths['png']}: {provenance['method_label']} of class {result.class_name!r} "
-        f"(p={result.scores[result.class_name]:.3f}) on {provenance['geometry']['patches']} "
-        f"patch(es) in {provenance['time_s']:.2f} s; also {paths['json'].name}, "
+        f"(p={result.scores[result.class_name]:.3f}) on "
+        f"{patch_count(provenance['geometry']['patches'])} "
+        f"in {provenance['time_s']:.2f} s; also {paths['json'].name}, "
         f"{paths['npy'].name}"
     )
     return EXIT_OK

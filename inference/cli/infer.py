@@ -8,6 +8,11 @@ A slide whose JSON says it is complete is skipped, so an interrupted run resumes
 it stopped (``--force`` recomputes).  A slide that fails is reported and the next one
 goes on; the exit code is 1 when any slide failed, 2 when nothing could start.
 
+``--model`` may name a slide-level head (:mod:`inference.slide_level.pipeline`): its
+feature extractor runs, with embeddings, and the head's answer goes into
+``<stem>.slide.json`` and its attention into the ``.result.npz``; so does the answer of
+a patch model whose card declares ``slidelens.aggregation``.
+
 One slide's work is :func:`inference.batch.one_slide.infer_slide` (``slidelens batch``
 runs the same function per slide).  The progress bar is drawn here, on stderr; the
 engine only yields batches.
@@ -184,8 +189,13 @@ def infer_command(args: argparse.Namespace) -> int:
         print(f"slidelens infer: cannot create the output folder {args.out}: {exc}", file=err)
         return EXIT_USAGE
     try:
+        from inference.slide_level.pipeline import resolve_pipeline
+
         device = resolve_device(args.device)
-        model = load_slide_model(args.model, trust=args.trust, device=device)
+        # a slide-level head names its patch model (its feature extractor); a patch
+        # model's card may declare how its outputs make a slide-level answer
+        pipeline = resolve_pipeline(args.model, trust=args.trust)
+        model = load_slide_model(str(pipeline.patch_folder), trust=args.trust, device=device)
     except (ModelError, InferenceError, OSError) as exc:
         print(f"slidelens infer: {exc}", file=err)
         return EXIT_USAGE
@@ -213,7 +223,14 @@ def infer_command(args: argparse.Namespace) -> int:
             continue
         try:
             run = infer_slide(
-                slide, model, settings, device, args.out, stem=stem, progress=progress
+                slide,
+                model,
+                settings,
+                device,
+                args.out,
+                stem=stem,
+                progress=progress,
+                aggregator=pipeline.aggregator,
             )
             run.result = None  # the files hold it; keep memory flat over many slides
             runs.append(run)

@@ -12,13 +12,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from inference.cli.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
+
 #: Modules that define ``add_parser(subparsers) -> None`` for a top-level command.
 COMMAND_MODULES: tuple[str, ...] = (
     "inference.cli.synth",
     "inference.cli.infer",
+    "inference.cli.batch",
     "inference.cli.models",
     "inference.cli.explain",
     "inference.cli.evaluate",
+    "inference.cli.similar",
 )
 
 #: Modules that define ``add_bench_parser(bench_subparsers) -> None``.
@@ -26,6 +30,8 @@ BENCH_MODULES: tuple[str, ...] = (
     "inference.bench.inference",
     "inference.bench.cam",
     "inference.bench.pointing",
+    "inference.bench.batch",
+    "inference.bench.similar",
 )
 
 
@@ -55,9 +61,15 @@ def build_parser(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Call the handler a subcommand stored in ``args.handler``; return its exit code."""
+    """Call the handler a subcommand stored in ``args.handler``; return its exit code
+    (:mod:`inference.cli.exit_codes`): Ctrl-C that the command does not handle itself
+    ends it with :data:`EXIT_INTERRUPTED` and one line, not a traceback."""
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print(f"\nslidelens {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     return run(args)
 
 

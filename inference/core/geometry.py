@@ -239,6 +239,30 @@ def scale_for_magnification(
     return None
 
 
+#: How far above a scan's own magnification a view may go before it says "upsampled"
+#: (a 40x scan of 0.2527 um/px shows "40x" at 1.01 device px per slide px).
+UPSAMPLED_TOLERANCE = 1.05
+
+
+def scan_magnification(mpp: float | None, objective_power: float | None) -> float | None:
+    """The magnification a slide was scanned at: its stated objective power, else the
+    one its pixel size stands for (``10 / mpp``, see :func:`magnification_at`); ``None``
+    when it states neither."""
+    if objective_power is not None and objective_power > 0:
+        return float(objective_power)
+    if mpp is not None and mpp > 0:
+        return 10.0 / mpp
+    return None
+
+
+def is_upsampled(magnification: float, mpp: float | None, objective_power: float | None) -> bool:
+    """Whether showing ``magnification`` enlarges the scan past what it resolved: above
+    :func:`scan_magnification` by more than :data:`UPSAMPLED_TOLERANCE` (a 40x preset
+    on a 20x scan).  ``False`` when the scan's magnification is unknown."""
+    scanned = scan_magnification(mpp, objective_power)
+    return scanned is not None and magnification > scanned * UPSAMPLED_TOLERANCE
+
+
 _NICE_STEPS = (1.0, 2.0, 5.0)
 
 

@@ -14,6 +14,11 @@ converted and run inside :func:`~inference.engine.device.run_halving`: when the 
 out of memory anywhere in that step the chunk is halved for good; a single patch that
 does not fit raises :class:`~inference.engine.job.InferenceError`.  On the CPU the batch
 is converted whole, then computed :func:`cpu_chunk_patches` patches at a time.
+
+With an :class:`~inference.engine.embedding.EmbeddingTap`, :meth:`Forward.run` also
+returns each patch's embedding ``(N, D)`` float32 from the same pass (the tap's hook
+reads the layer's output; a module whose ``forward`` returns ``(logits, embeddings)``
+gives them itself): one forward pass per patch whether or not embeddings are asked for.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from inference.engine.job import InferenceError, ModelLike
 
 if TYPE_CHECKING:
     import torch
+
+    from inference.engine.embedding import EmbeddingTap
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,13 @@ class Forward:
     :func:`cpu_chunk_patches` patches at a time.
     """
 
-    def __init__(self, model: ModelLike, device: str, seg_tile_px: int | None) -> None:
+    def __init__(
+        self,
+        model: ModelLike,
+        device: str,
+        seg_tile_px: int | None,
+        tap: EmbeddingTap | None = None,
+    ) -> None:
         import torch
 
         self.model = model
@@ -73,6 +86,10 @@ class Forward:
         self.dtype = amp_dtype(device)
         self.seg_tile_px = seg_tile_px
         self.max_chunk: int | None = None
+        #: Where embeddings come from (``None``: probabilities only).
+        self.tap = tap
+        if tap is not None and seg_tile_px is not None:
+            raise InferenceError("patch embeddings are made for classification models only")
         # channels-last suits convolutions on the CPU as on the GPU (about 2x for the
         # demo CNN at batch 32 on this machine's CPU); other layers are unaffected
         try:
@@ -95,16 +112,36 @@ class Forward:
             return self.model.to_model_input(x)
 
     def _once(self, x: torch.Tensor) -> np.ndarray:
-        """Forward pass and postprocessing of model inputs already on the device."""
+        """Forward pass and postprocessing of model inputs already on the device; with a
+        tap, the embeddings follow the probabilities as extra columns ``(n, C + D)``."""
         import torch
 
         with torch.inference_mode():
             if x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            embedding = None
             with autocast_to(self.device, self.dtype):
-                logits = self.model.module(x)
+                if self.tap is None:
+                    out = self.model.module(x)
+                else:
+                    with self.tap.capturing():
+                        out = self.model.module(x)
+                        embedding = self.tap.take()
+            if isinstance(out, tuple | list):  # a module that returns (logits, embeddings)
+                logits = out[0]
+                embedding = out[1] if len(out) > 1 and self.tap is not None else embedding
+            else:
+                logits = out
             probs = self.model.postprocess(logits.float()).float()
             probs = probs.reshape(len(x), -1) if self.seg_tile_px is None else self._tiles(probs)
+            if self.tap is not None:
+                if embedding is None:
+                    raise InferenceError(
+                        f"the embedding layer {self.tap.layer!r} was not reached by the "
+                        "forward pass; name another in slidelens.embedding_layer"
+                    )
+                flat = embedding.float().reshape(len(x), -1)
+                probs = torch.cat([probs, flat.to(probs.device)], dim=1)
             return probs.cpu().numpy().astype(np.float32, copy=False)
 
     def _tiles(self, probs: torch.Tensor) -> torch.Tensor:
@@ -127,10 +164,19 @@ class Forward:
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         """Probabilities of a host batch ``(N, H, W, 3)`` uint8 (see the class)."""
+        return self.run(batch)[0]
+
+    def run(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities of a host batch and, with a tap, its embeddings ``(N, D)``
+        float32 from the same pass (``None`` without)."""
         # shared: lanes run side by side, but not while an explanation has hooks on
         # the module (they would catch these passes too)
         with use_gate(self.model.module).shared():
-            return self._chunked(batch)
+            out = self._chunked(batch)
+        if self.tap is None:
+            return out, None
+        classes = len(self.model.card.class_names)
+        return np.ascontiguousarray(out[:, :classes]), np.ascontiguousarray(out[:, classes:])
 
     def _chunked(self, batch: torch.Tensor) -> np.ndarray:
         n = int(batch.shape[0])

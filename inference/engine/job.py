@@ -111,6 +111,10 @@ class InferenceJob:
     tiles are returned at most this many pixels square.  ``backend``: which form of a
     model folder runs (``eager``, ``pt2``, ``onnx``, ``torchscript``; ``None``: the
     fastest measured on this machine, see :func:`inference.models.load_model`).
+    ``embeddings``: also return each patch's embedding from the same forward pass
+    (classification only; :mod:`inference.engine.embedding`): the output of
+    ``embedding_layer``, else of the card's ``embedding_layer``, else the model's
+    penultimate layer.
     """
 
     slide: str | Path | SlideSource
@@ -129,6 +133,8 @@ class InferenceJob:
     seg_tile_px: int = 64
     trust: bool = False
     backend: str | None = None
+    embeddings: bool = False
+    embedding_layer: str | None = None
     job_id: int = 0
 
 
@@ -143,6 +149,8 @@ class BatchResult:
     skipped as background, all reported with the first batch.  ``unreadable_p_ij``:
     patches whose pixels could not be read (damaged tiles).  ``done`` / ``total``:
     patches computed so far / to compute; ``skipped_background``: background patches.
+    ``embeddings``: ``(n, D)`` float16 patch embeddings from the same forward pass, when
+    the job asked for them (``None`` otherwise), taken from ``embedding_layer``.
     """
 
     job_id: int
@@ -157,6 +165,8 @@ class BatchResult:
     done: int
     total: int
     skipped_background: int
+    embeddings: np.ndarray | None = None
+    embedding_layer: str = ""
 
     @property
     def task(self) -> str:

@@ -3,8 +3,8 @@
 Contract: :func:`run_lanes` computes the batches of a
 :class:`~inference.engine.prepare.PreparedJob` side by side, one lane (thread) per
 ``prepared.lanes``, each reading its batch and running the model on it with
-``prepared.cpu_threads`` torch threads, and yields ``(p_ij, probs, unreadable_p_ij)``
-per batch in order.  It stops between batches when ``cancel`` is set; closing the
+``prepared.cpu_threads`` torch threads, and yields ``(p_ij, probs, unreadable_p_ij,
+embeddings)`` per batch in order.  It stops between batches when ``cancel`` is set; closing the
 generator stops and joins the lanes.  The calling thread's torch thread count is left
 as it was.
 
@@ -30,8 +30,9 @@ from inference.engine.read_ahead import ReadAhead
 if TYPE_CHECKING:
     from inference.engine.prepare import PreparedJob
 
-#: What a way of running batches yields per batch: p_ij, probs, unreadable p_ij.
-Computed = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: What a way of running batches yields per batch: p_ij, probs, unreadable p_ij, and
+#: the embeddings when the job asked for them (else ``None``).
+Computed = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
 def _set_lane_threads(count: int) -> None:
@@ -67,7 +68,10 @@ def run_lanes(
             for batch in read_ahead:
                 if cancel is not None and cancel.is_set():
                     return
-                probs = prepared.empty_probs() if batch.value is None else batch.value
-                yield batch.p_ij, probs, batch.unreadable_p_ij
+                if batch.value is None:
+                    probs, embeddings = prepared.empty_probs(), prepared.empty_embeddings()
+                else:
+                    probs, embeddings = batch.value
+                yield batch.p_ij, probs, batch.unreadable_p_ij, embeddings
     finally:
         torch.set_num_threads(previous)

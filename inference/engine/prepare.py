@@ -6,8 +6,10 @@ holds everything a run needs and what its results depend on (:meth:`PreparedJob.
 the cache key's parameters); it makes its :class:`~inference.engine.forward.Forward`
 on first use and decides how the batches run (lanes on the CPU, one at a time on
 CUDA).  Order of patches: those overlapping ``job.region`` first (nearest its centre
-first), then the rest.  Close a prepared job (or use ``with``) to release a slide the
-engine opened.
+first), then the rest.  A job that asks for embeddings hooks its embedding layer when
+the forward step is made (:mod:`inference.engine.embedding`), and the layer joins the
+parameters (a result with embeddings is another cache entry than one without).  Close a
+prepared job (or use ``with``) to release a slide the engine opened and remove the hook.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from inference.engine.cores import default_cpu_lanes, default_cpu_threads, default_num_readers
 from inference.engine.device import host_batch, is_cuda, resolve_device
 from inference.engine.forward import Forward
-from inference.engine.job import InferenceJob, ModelLike
+from inference.engine.job import InferenceError, InferenceJob, ModelLike
 from inference.engine.patches import (
     PatchGrid,
     PatchReader,
@@ -37,6 +39,7 @@ from inference.engine.tissue import TissueMask, tissue_mask
 if TYPE_CHECKING:
     import torch
 
+    from inference.engine.embedding import EmbeddingTap
     from inference.slides import SlideSource
 
 #: Longest side (pixels) of a segmentation probability map; tiles shrink to fit.
@@ -95,6 +98,7 @@ class PreparedJob:
     owns_source: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     _forward: Forward | None = field(default=None, repr=False)
+    _tap: EmbeddingTap | None = field(default=None, repr=False)
 
     @property
     def task(self) -> str:
@@ -112,7 +116,19 @@ class PreparedJob:
     @property
     def forward(self) -> Forward:
         if self._forward is None:
-            self._forward = Forward(self.model, self.device, self.seg_tile_px)
+            tap = None
+            if self.job.embeddings:
+                from inference.engine.embedding import attach_tap
+
+                if self.seg_tile_px is not None:
+                    raise InferenceError("patch embeddings are made for classification models only")
+                if self._tap is None:
+                    layer = self.job.embedding_layer or getattr(
+                        self.model.card, "embedding_layer", None
+                    )
+                    self._tap = attach_tap(self.model.module, layer)
+                tap = self._tap
+            self._forward = Forward(self.model, self.device, self.seg_tile_px, tap)
         return self._forward
 
     @property
@@ -135,9 +151,14 @@ class PreparedJob:
         t = self.seg_tile_px
         return np.zeros((0, c) if t is None else (0, c, t, t), np.float32)
 
-    def read_and_forward(self, rgb: np.ndarray) -> np.ndarray:
-        """A lane's work on one batch of read patches: host batch, forward step, probabilities."""
-        return self.forward(self.make_input(rgb))
+    def empty_embeddings(self) -> np.ndarray | None:
+        """Embeddings of no patch (``(0, 0)``), or ``None`` when the job asked for none."""
+        return np.zeros((0, 0), np.float32) if self.job.embeddings else None
+
+    def read_and_forward(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A lane's work on one batch of read patches: host batch, forward step,
+        probabilities (and embeddings when the job asked for them)."""
+        return self.forward.run(self.make_input(rgb))
 
     def make_input(self, rgb: np.ndarray) -> torch.Tensor:
         """A reader's part of a batch: the read patches as a ``(N, H, W, 3)`` uint8 CPU
@@ -165,13 +186,21 @@ class PreparedJob:
             "seg_tile_px": self.seg_tile_px,
             "only_region": self.job.only_region,
             "precision": self.forward.precision,
+            # only when asked for: results without embeddings keep their cache keys
+            **({"embeddings": self.forward.tap.layer} if self.forward.tap is not None else {}),
         }
 
     def limited(self, max_patches: int) -> PreparedJob:
         """The same job restricted to its first ``max_patches`` patches (for benchmarks)."""
-        return replace(self, order=self.order[:max_patches], owns_source=False, _forward=None)
+        return replace(
+            self, order=self.order[:max_patches], owns_source=False, _forward=None, _tap=None
+        )
 
     def close(self) -> None:
+        if self._tap is not None:
+            self._tap.close()
+            self._tap = None
+            self._forward = None
         if self.owns_source:
             self.source.close()
             self.owns_source = False

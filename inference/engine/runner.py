@@ -3,7 +3,8 @@
 ``run(job)`` builds the patch grid at the model's spacing, drops background patches
 with the tissue mask, reads patches on a few reader threads into a bounded queue ahead
 of the model, runs batched forward passes and yields one
-:class:`~inference.engine.job.BatchResult` per batch.  It never prints: progress is the
+:class:`~inference.engine.job.BatchResult` per batch (with the patches' embeddings
+when ``job.embeddings``, from the same forward passes).  It never prints: progress is the
 stream of batches (``done`` / ``total``), and the caller draws a bar or folds each batch
 into a heatmap as it arrives.
 
@@ -57,8 +58,15 @@ def run_prepared(
     none = np.zeros((0, 2), np.int32)
     background = prepared.background_p_ij
     done = 0
+    tap = prepared.forward.tap if job.embeddings else None
+    layer = tap.layer if tap is not None else ""
 
-    def result(p_ij: np.ndarray, probs: np.ndarray, unreadable: np.ndarray) -> BatchResult:
+    def result(
+        p_ij: np.ndarray,
+        probs: np.ndarray,
+        unreadable: np.ndarray,
+        embeddings: np.ndarray | None = None,
+    ) -> BatchResult:
         nonlocal background
         batch = BatchResult(
             job_id=job.job_id,
@@ -73,20 +81,22 @@ def run_prepared(
             done=done,
             total=total,
             skipped_background=len(prepared.background_p_ij),
+            embeddings=None if embeddings is None else embeddings.astype(np.float16),
+            embedding_layer=layer,
         )
         background = none
         return batch
 
     if total == 0:
-        yield result(none, prepared.empty_probs(), none)
+        yield result(none, prepared.empty_probs(), none, prepared.empty_embeddings())
         return
     batches = [order[i : i + job.batch_size] for i in range(0, total, job.batch_size)]
     run_batches = run_lanes if prepared.lanes > 1 else _run_one_at_a_time
     # closing: leaving this generator early stops the threads at once, not when collected
     with closing(run_batches(prepared, batches, cancel)) as computed:
-        for p_ij, probs, unreadable in computed:
+        for p_ij, probs, unreadable, embeddings in computed:
             done += len(p_ij)
-            yield result(p_ij, probs, unreadable)
+            yield result(p_ij, probs, unreadable, embeddings)
 
 
 def _run_one_at_a_time(
@@ -111,8 +121,11 @@ def _run_one_at_a_time(
         for batch in read_ahead:
             if cancel is not None and cancel.is_set():
                 return
-            probs = prepared.empty_probs() if batch.value is None else forward(batch.value)
-            yield batch.p_ij, probs, batch.unreadable_p_ij
+            if batch.value is None:
+                probs, embeddings = prepared.empty_probs(), prepared.empty_embeddings()
+            else:
+                probs, embeddings = forward.run(batch.value)
+            yield batch.p_ij, probs, batch.unreadable_p_ij, embeddings
 
 
 def run(job: InferenceJob, *, cancel: threading.Event | None = None) -> Iterator[BatchResult]:

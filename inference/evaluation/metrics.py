@@ -135,8 +135,10 @@ FIGURES: tuple[tuple[str, str], ...] = (
 class MetricsReport:
     """Every figure of one comparison (see the module docstring for definitions).
 
-    Counts are over ``n_samples`` tissue cells of ``cell_l0_px`` level-0 px square;
-    ``excluded`` counts the cells left out per reason.  Rates are fractions in [0, 1]
+    Counts are over ``n_samples`` tissue grid squares (raster cells: patches, or
+    segmentation pixels) of ``cell_l0_px`` level-0 px a side; ``excluded`` counts the
+    squares left out per reason.  User-facing text says "grid squares", never "cells",
+    which a pathologist reads as biological cells.  Rates are fractions in [0, 1]
     or ``None`` when undefined.  Areas in mm² are ``None`` without a pixel size.
     """
 
@@ -279,7 +281,7 @@ class MetricsReport:
             f"Mask area {_pct(self.predicted_positive_fraction)}, accuracy "
             f"{_pct(self.accuracy)}, TPR {_pct(self.tpr)}, FPR {_pct(self.fpr)}, Dice "
             f"{_num(self.dice)}, AUC {_num(self.auc)} (class {self.class_name}, threshold "
-            f"{self.threshold:g}, {self.n_samples:,} tissue cells)"
+            f"{self.threshold:g}, {self.n_samples:,} tissue grid squares)"
         )
 
     def to_dict(self, *, max_roc_points: int | None = None) -> dict[str, Any]:
@@ -293,7 +295,7 @@ class MetricsReport:
             "threshold": self.threshold,
             "truth": self.truth_path,
             "rules": {
-                "sample": "one result raster cell",
+                "sample": "one square of the result's grid (a patch, or a segmentation pixel)",
                 "positive_prediction": "probability >= threshold",
                 "min_truth_fraction": self.min_truth_fraction,
                 "min_tissue_fraction": self.min_tissue_fraction,

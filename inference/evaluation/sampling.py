@@ -265,7 +265,7 @@ def _background_cells(result: RasterResult, shape: tuple[int, int]) -> np.ndarra
     return out
 
 
-def _check_alignment(
+def check_alignment(
     result: RasterResult,
     truth: TruthMask,
     tissue: TissueMask | None,
@@ -311,6 +311,60 @@ def _check_alignment(
         )
 
 
+def select_cells(
+    result: RasterResult,
+    has_value: np.ndarray,
+    tissue: TissueMask | None,
+    *,
+    l0_region: Rect | None = None,
+    min_tissue_fraction: float = DEFAULT_MIN_FRACTION,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The cells of ``result``'s raster that are samples (see the module docstring):
+    ``(raster_shape)`` bool, and the cells left out per reason (every reason of
+    :data:`EXCLUSION_REASONS`, in order).  ``has_value`` says which cells hold a value.
+    Raises :class:`MetricsError` when no cell is left."""
+    shape = result.raster_shape
+    l0_origin, l0_per_px = result.raster_geometry()
+    remaining = np.ones(shape, bool)
+    excluded: dict[str, int] = {}
+
+    def drop(reason: str, cells: np.ndarray) -> None:
+        hit = remaining & cells
+        excluded[reason] = int(hit.sum())
+        remaining[hit] = False
+
+    in_region = np.ones(shape, bool)
+    if l0_region is not None:
+        c_x = l0_origin[0] + (np.arange(shape[1]) + 0.5) * l0_per_px
+        c_y = l0_origin[1] + (np.arange(shape[0]) + 0.5) * l0_per_px
+        in_x = (c_x >= l0_region.x) & (c_x < l0_region.right)
+        in_y = (c_y >= l0_region.y) & (c_y < l0_region.bottom)
+        in_region = in_y[:, None] & in_x[None, :]
+    drop("outside_region", ~in_region)
+    drop("background", ~has_value & _background_cells(result, shape))
+    drop("uncomputed", ~has_value)
+    if tissue is not None:
+        tissue_share = area_fractions(tissue.mask, tissue.l0_per_px, l0_origin, l0_per_px, shape)
+        drop("non_tissue", tissue_share < min_tissue_fraction - FRACTION_TOLERANCE)
+    else:
+        excluded["non_tissue"] = 0
+
+    if not remaining.any():
+        reasons = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in excluded.items() if n)
+        raise MetricsError(
+            f"nothing to evaluate: none of the result's {remaining.size:,} grid squares is "
+            f"computed tissue ({reasons or 'empty raster'})"
+        )
+    return remaining, {reason: excluded.get(reason, 0) for reason in EXCLUSION_REASONS}
+
+
+def check_fractions(min_truth_fraction: float, min_tissue_fraction: float) -> None:
+    """Refuse minimum shares outside ``(0, 1]`` (:class:`MetricsError`)."""
+    for label, value in (("truth", min_truth_fraction), ("tissue", min_tissue_fraction)):
+        if not 0.0 < value <= 1.0:
+            raise MetricsError(f"minimum {label} fraction must be in (0, 1], not {value}")
+
+
 def collect_samples(
     result: RasterResult,
     truth: TruthMask,
@@ -331,48 +385,21 @@ def collect_samples(
     is now.  Raises :class:`MetricsError` for an unknown class, a truth or tissue mask
     that does not line up with the slide, or when no cell is left to score.
     """
-    for label, value in (("truth", min_truth_fraction), ("tissue", min_tissue_fraction)):
-        if not 0.0 < value <= 1.0:
-            raise MetricsError(f"minimum {label} fraction must be in (0, 1], not {value}")
+    check_fractions(min_truth_fraction, min_tissue_fraction)
     class_index = resolve_class(result.class_names, positive_class)
-    _check_alignment(result, truth, tissue, l0_dimensions)
+    check_alignment(result, truth, tissue, l0_dimensions)
     shape = result.raster_shape
     l0_origin, l0_per_px = result.raster_geometry()
     scores_all = np.asarray(result.probabilities()[class_index], np.float64)
     if scores_all.shape != shape:
         raise MetricsError(f"result raster is {scores_all.shape}, expected {shape}")
-
-    remaining = np.ones(shape, bool)
-    excluded: dict[str, int] = {}
-
-    def drop(reason: str, cells: np.ndarray) -> None:
-        hit = remaining & cells
-        excluded[reason] = int(hit.sum())
-        remaining[hit] = False
-
-    in_region = np.ones(shape, bool)
-    if l0_region is not None:
-        c_x = l0_origin[0] + (np.arange(shape[1]) + 0.5) * l0_per_px
-        c_y = l0_origin[1] + (np.arange(shape[0]) + 0.5) * l0_per_px
-        in_x = (c_x >= l0_region.x) & (c_x < l0_region.right)
-        in_y = (c_y >= l0_region.y) & (c_y < l0_region.bottom)
-        in_region = in_y[:, None] & in_x[None, :]
-    drop("outside_region", ~in_region)
-    has_value = np.isfinite(scores_all)
-    drop("background", ~has_value & _background_cells(result, shape))
-    drop("uncomputed", ~has_value)
-    if tissue is not None:
-        tissue_share = area_fractions(tissue.mask, tissue.l0_per_px, l0_origin, l0_per_px, shape)
-        drop("non_tissue", tissue_share < min_tissue_fraction - FRACTION_TOLERANCE)
-    else:
-        excluded["non_tissue"] = 0
-
-    if not remaining.any():
-        reasons = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in excluded.items() if n)
-        raise MetricsError(
-            f"nothing to evaluate: none of the result's {remaining.size:,} cells is computed "
-            f"tissue ({reasons or 'empty raster'})"
-        )
+    remaining, excluded = select_cells(
+        result,
+        np.isfinite(scores_all),
+        tissue,
+        l0_region=l0_region,
+        min_tissue_fraction=min_tissue_fraction,
+    )
     rows, cols = np.nonzero(remaining)
     truth_share = area_fractions(truth.mask, truth.l0_per_px, l0_origin, l0_per_px, shape)
     fractions = truth_share[rows, cols]
@@ -380,12 +407,12 @@ def collect_samples(
     notes: list[str] = [f"{truth.path.name}: {truth.note}"] if truth.note else []
     if not positive.any():
         notes.append(
-            f"the ground truth ({truth.path.name}) has no positive cell in the evaluated "
-            "tissue; sensitivity, AUC and the ROC curve are undefined"
+            f"the ground truth ({truth.path.name}) has no positive grid square in the "
+            "evaluated tissue; sensitivity, AUC and the ROC curve are undefined"
         )
     elif positive.all():
         notes.append(
-            f"every evaluated cell is positive in the ground truth ({truth.path.name}); "
+            f"every evaluated grid square is positive in the ground truth ({truth.path.name}); "
             "specificity, AUC and the ROC curve are undefined"
         )
     return EvaluationSamples(
@@ -400,7 +427,7 @@ def collect_samples(
         scores=scores_all[rows, cols],
         truth_fraction=fractions,
         truth=positive,
-        excluded={reason: excluded.get(reason, 0) for reason in EXCLUSION_REASONS},
+        excluded=excluded,
         truth_path=truth.path,
         min_truth_fraction=min_truth_fraction,
         min_tissue_fraction=min_tissue_fraction,

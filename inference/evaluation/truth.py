@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,27 @@ class TruthMask:
         if x1 <= x0 or y1 <= y0:
             return 0.0
         return float(self.mask[y0:y1, x0:x1].mean())
+
+    @property
+    def label_image(self) -> np.ndarray:
+        """One class index per pixel: :attr:`labels`, or the binary mask as 0/1."""
+        return self.labels if self.labels is not None else self.mask.astype(np.uint8)
+
+    def label_fractions_in(self, l0_rect: Rect, n_labels: int) -> np.ndarray:
+        """``(n_labels,)`` float64: the share of each label among the mask pixels that
+        ``l0_rect`` touches (the pixel-aligned window of :meth:`fraction_in`).  Pixels of
+        the window outside the mask (past the slide's edge) count as label 0, and labels
+        at or above ``n_labels`` count as nothing, so the shares sum to at most 1."""
+        scaled = l0_rect.scaled(1.0 / self.l0_per_px)
+        x0, y0 = math.floor(scaled.x), math.floor(scaled.y)
+        x1, y1 = max(x0 + 1, math.ceil(scaled.right)), max(y0 + 1, math.ceil(scaled.bottom))
+        total = (x1 - x0) * (y1 - y0)
+        rows, cols = self.mask.shape
+        window = self.label_image[max(0, y0) : min(rows, y1), max(0, x0) : min(cols, x1)]
+        counts = np.bincount(window.ravel(), minlength=n_labels)[:n_labels].astype(np.float64)
+        counts[0] += total - window.size
+        out: np.ndarray = counts / total
+        return out
 
     def resampled(self, shape: tuple[int, int], l0_per_px: float) -> np.ndarray:
         """The mask on another grid of ``shape`` (rows, cols) at ``l0_per_px``, by
@@ -239,20 +260,69 @@ def _load_geojson(
     class_name: str | None,
     l0_per_px: float | None,
 ) -> TruthMask:
+    data = _read_geojson(path)
+    keep = None if class_name is None else (lambda name: name.lower() == class_name.lower())
+    scale, shape, polygons = _geojson_polygons(path, data, l0_dimensions, l0_per_px, keep)
+    mask = np.zeros(shape, dtype=bool)
+    for polygon in polygons:
+        _fill(mask, ring_edges(list(polygon.rings)))
+    if not polygons:
+        wanted = f" of class {class_name!r}" if class_name else ""
+        raise TruthError(path, f"no polygon features{wanted} found")
+    return TruthMask(mask, float(scale), path, encoding="GeoJSON polygons")
+
+
+@dataclass(frozen=True)
+class TruthPolygon:
+    """One polygon of a GeoJSON ground truth: the classification name of its feature
+    (``""`` when it has none) and its rings (outer ring, then holes) in mask pixels."""
+
+    class_name: str
+    rings: tuple[np.ndarray, ...]
+
+
+def read_geojson_polygons(
+    path: str | Path,
+    l0_dimensions: tuple[int, int],
+    *,
+    l0_per_px: float | None = None,
+) -> tuple[float, tuple[int, int], list[TruthPolygon]]:
+    """Every polygon of a GeoJSON ground truth for a slide of ``l0_dimensions``, in file
+    order, at the raster scale :func:`load_truth` uses: ``(level-0 px per mask px,
+    (rows, cols) of the mask, polygons)``.  Raises :class:`TruthError` as
+    :func:`load_truth` does (points and lines, which have no area, are skipped)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise TruthError(path, "no such file" if not path.exists() else "is a folder")
+    data = _read_geojson(path)
+    return _geojson_polygons(path, data, l0_dimensions, l0_per_px, None)
+
+
+def _read_geojson(path: Path) -> Any:
     size = path.stat().st_size
     if size > MAX_GEOJSON_BYTES:
         raise TruthError(path, f"{size / 2**20:.0f} MiB is more than a GeoJSON file may be")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TruthError(path, f"not valid JSON ({exc})") from exc
+
+
+def _geojson_polygons(
+    path: Path,
+    data: Any,
+    l0_dimensions: tuple[int, int],
+    l0_per_px: float | None,
+    keep: Callable[[str], bool] | None,
+) -> tuple[float, tuple[int, int], list[TruthPolygon]]:
     l0_w, l0_h = l0_dimensions
     scale = l0_per_px or max(1.0, math.ceil(max(l0_w, l0_h) / MAX_TRUTH_SIDE))
-    mask = np.zeros((math.ceil(l0_h / scale), math.ceil(l0_w / scale)), dtype=bool)
+    shape = (math.ceil(l0_h / scale), math.ceil(l0_w / scale))
     vertices = 0
-    kept = 0
+    polygons: list[TruthPolygon] = []
     for index, feature in enumerate(_features(path, data)):
-        if class_name is not None and _class_of(feature).lower() != class_name.lower():
+        name = _class_of(feature)
+        if keep is not None and not keep(name):
             continue
         for polygon in _polygons(path, index, feature.get("geometry")):
             rings = []
@@ -262,12 +332,8 @@ def _load_geojson(
                 if vertices > MAX_TOTAL_VERTICES:
                     raise TruthError(path, f"more than {MAX_TOTAL_VERTICES:,} vertices in all")
                 rings.append(points / scale)  # mask pixel (c, r) spans [c, c + 1) x [r, r + 1)
-            _fill(mask, ring_edges(rings))
-            kept += 1
-    if kept == 0:
-        wanted = f" of class {class_name!r}" if class_name else ""
-        raise TruthError(path, f"no polygon features{wanted} found")
-    return TruthMask(mask, float(scale), path, encoding="GeoJSON polygons")
+            polygons.append(TruthPolygon(name, tuple(rings)))
+    return float(scale), shape, polygons
 
 
 def _fill(mask: np.ndarray, edges: np.ndarray, band_rows: int = 512) -> None:

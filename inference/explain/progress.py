@@ -1,7 +1,11 @@
 """Progress, cancel and batching of an explanation's work.
 
 Contract: a :class:`ProgressTracker` counts work units and reports ``(done, total)`` on
-the calling thread; its :meth:`~ProgressTracker.check` raises
+the calling thread.  A unit is one pass of the model over one patch, or over one masked
+or interpolated copy of it (Score-CAM's channels, integrated gradients' steps,
+occlusion's windows); a callback that also has a ``planned(patches)`` method
+(:class:`PlanListener`) is told, before the first report, how many patches the passes
+are for.  Its :meth:`~ProgressTracker.check` raises
 :class:`~inference.explain.methods.ExplainCancelled` once the cancel event is set.  A
 :class:`BatchLoop` runs a function over a range in batches through the engine's
 out-of-memory halving loop (:func:`inference.engine.device.run_halving`): it checks for
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +31,19 @@ if TYPE_CHECKING:
 
 #: ``progress(done, total)``: work units done so far of ``total`` (see :class:`ProgressTracker`).
 ProgressCallback = Callable[[int, int], None]
+
+
+def patch_count(patches: int) -> str:
+    """``"1 patch"``, ``"12 patches"``: how progress and results name the patches."""
+    return f"{patches:,} patch" if patches == 1 else f"{patches:,} patches"
+
+
+@runtime_checkable
+class PlanListener(Protocol):
+    """A progress callback that also wants to know how many patches are explained
+    (what ``slidelens explain`` reports at the end, and its progress bar says)."""
+
+    def planned(self, patches: int) -> None: ...
 
 
 class ProgressTracker:
@@ -43,15 +60,23 @@ class ProgressTracker:
         self.cancel = cancel
         self.done = 0
         self.total = 0
+        #: The patches the work is for (``None`` until :meth:`start` says).
+        self.patches: int | None = None
 
     def check(self) -> None:
         """Raise :class:`ExplainCancelled` when the cancel event is set."""
         if self.cancel is not None and self.cancel.is_set():
             raise ExplainCancelled("explanation cancelled")
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, *, patches: int | None = None) -> None:
+        """``total`` units of work, for ``patches`` patches (told to a
+        :class:`PlanListener` callback first)."""
         self.total = max(0, int(total))
         self.done = 0
+        if patches is not None:
+            self.patches = int(patches)
+            if isinstance(self.callback, PlanListener):
+                self.callback.planned(self.patches)
         self._report()
 
     def advance(self, units: int) -> None:

@@ -365,13 +365,13 @@ class _Explanation:
             assert self.layer is not None
             guess = guess_channels(self.layer)
             if guess is not None:
-                tracker.start(n + work_units(spec, n, guess, self.settings))
+                tracker.start(n + work_units(spec, n, guess, self.settings), patches=n)
             shape = layer_output_shape(self.module, self.layer, self.glass, self.reshape)
             self.channels = int(shape[1])
             if self.channels != guess:
-                tracker.start(n + work_units(spec, n, self.channels, self.settings))
+                tracker.start(n + work_units(spec, n, self.channels, self.settings), patches=n)
         else:
-            tracker.start(n + work_units(spec, n, self.channels, self.settings))
+            tracker.start(n + work_units(spec, n, self.channels, self.settings), patches=n)
 
     def _open_reader(self) -> None:
         """The patch reader; read patches are kept as uint8, their inputs only when few."""

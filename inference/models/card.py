@@ -4,7 +4,8 @@ The file is WSInfer's model config (spec_version "1.0", architecture, num_classe
 class_names, patch_size_pixels, spacing_um_px, transform of Resize/ToTensor/Normalize), so
 WSInfer zoo folders work as they are, plus an optional ``slidelens`` object (task,
 activation, cam_target_layer, cam_layer_layout, description, licence, intended_use,
-metrics, training, origin, domain, grading, truth_classes; model_args for a ``timm:``
+metrics, training, origin, domain, grading, truth_classes, embedding_layer, aggregation;
+model_args for a ``timm:``
 architecture; backbone and head for the ``backbone+head`` architecture).
 
 Validation is the JSON Schema in ``resources/schemas/model-card.schema.json`` plus checks a
@@ -145,6 +146,20 @@ class ModelCard:
         """``slidelens.grading``: how a slide's grade follows from its class map (read by
         :mod:`inference.results.grading`; empty when the model grades nothing)."""
         return self._slidelens_object("grading")
+
+    @property
+    def embedding_layer(self) -> str | None:
+        """``slidelens.embedding_layer``: the layer whose output is a patch's embedding
+        (``None``: the model's penultimate layer, see :mod:`inference.engine.embedding`)."""
+        sl = self.raw.get("slidelens", {})
+        value = sl.get("embedding_layer") if isinstance(sl, Mapping) else None
+        return str(value) if value else None
+
+    @property
+    def aggregation(self) -> Mapping[str, Any]:
+        """``slidelens.aggregation``: how a slide-level answer is made from the patch
+        outputs (read by :mod:`inference.slide_level.spec`; empty when absent)."""
+        return self._slidelens_object("aggregation")
 
     @property
     def truth_classes(self) -> Mapping[str, str]:

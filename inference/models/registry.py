@@ -3,7 +3,9 @@ and folders named on the command line.  No torch here.
 
 A model is a folder with a ``config.json``; its name is the folder name.  Listing never
 raises for a bad folder: the entry carries the error instead, so one broken download does
-not hide the others.
+not hide the others.  A slide-level head (a WSInfer-MIL style config naming a
+``feature_extractor``, read by :mod:`inference.slide_level.head_card`) is not a patch
+model: :func:`list_models` leaves it out and :func:`list_slide_heads` lists it.
 """
 
 from __future__ import annotations
@@ -58,10 +60,32 @@ def user_models_dir() -> Path:
     return path
 
 
+#: The key that makes a folder's config.json a slide-level head's (WSInfer-MIL's).
+SLIDE_HEAD_KEY = "feature_extractor"
+
+
+def is_slide_head(folder: Path) -> bool:
+    """Whether ``folder`` holds a slide-level head: its config.json names a
+    ``feature_extractor`` and no ``architecture`` (False when unreadable)."""
+    import json
+
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SLIDE_HEAD_KEY in data and "architecture" not in data
+
+
 def _model_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def list_slide_heads() -> list[Path]:
+    """Folders of slide-level heads: bundled, then the user's (each sorted by name)."""
+    roots = (bundled_models_dir(), user_models_dir())
+    return [f for root in roots for f in _model_folders(root) if is_slide_head(f)]
 
 
 def _entry(folder: Path, source: Source) -> ModelEntry:
@@ -76,8 +100,16 @@ def list_models(extra: Sequence[Path] = ()) -> list[ModelEntry]:
 
     An invalid folder is listed with its error, never raised.
     """
-    entries = [_entry(f, "bundled") for f in _model_folders(bundled_models_dir())]
-    entries += [_entry(f, "user") for f in _model_folders(user_models_dir())]
+    roots: tuple[tuple[Path, Source], ...] = (
+        (bundled_models_dir(), "bundled"),
+        (user_models_dir(), "user"),
+    )
+    entries = [
+        _entry(f, source)
+        for root, source in roots
+        for f in _model_folders(root)
+        if not is_slide_head(f)
+    ]
     entries += [_entry(Path(f), "path") for f in extra]
     return entries
 

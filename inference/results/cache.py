@@ -147,7 +147,7 @@ class ResultCache:
         """Store a result atomically, index it, evict what is over the cap; return the
         JSON path.  ``meta["source_id"]`` names the slide the entry is found under."""
         npz_path, json_path = self._paths(key)
-        arrays = result.arrays()
+        arrays = result.stored_arrays()  # with the embeddings, when it has them
         atomic_write(npz_path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
         entry_meta = dict(meta or {})
         doc = {

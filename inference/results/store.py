@@ -11,7 +11,9 @@
   seams of the sliding window disappear.
 
 Cells or pixels without a value are NaN; patches skipped as background are recorded in
-``background`` and never carry a value.
+``background`` and never carry a value.  A classification job run with embeddings keeps
+them too (:attr:`ResultGrid.embeddings`, a
+:class:`~inference.results.embeddings.PatchEmbeddings`), saved and loaded with the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 # from here because export_results and older callers import them from this module.
 from inference.core.geometry import Rect, raster_index, raster_window
 from inference.engine.patches import PatchGrid
+from inference.results.embeddings import PatchEmbeddings
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult
@@ -55,6 +58,8 @@ class _PatchResults:
         self.patch_probs = np.full(shape, np.nan, np.float32)
         #: Patches skipped because they are background.
         self.background = np.zeros((grid.p_rows, grid.p_cols), bool)
+        #: Patch embeddings, when the job asked for them (``None`` otherwise).
+        self.embeddings: PatchEmbeddings | None = None
 
     @property
     def num_classes(self) -> int:
@@ -75,6 +80,16 @@ class _PatchResults:
         if len(batch.background_p_ij):
             bg = np.asarray(batch.background_p_ij)
             self.background[bg[:, 1], bg[:, 0]] = True
+
+    def _fold_embeddings(self, batch: BatchResult) -> None:
+        values = batch.embeddings
+        if values is None or len(batch.p_ij) == 0:
+            return
+        if self.embeddings is None:
+            self.embeddings = PatchEmbeddings(
+                self.grid.p_rows, self.grid.p_cols, int(values.shape[1]), batch.embedding_layer
+            )
+        self.embeddings.add(np.asarray(batch.p_ij), values)
 
     def patch_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Computed patches, row by row: level-0 ``(n, 4)`` int64 x, y, w, h; ``(n, C)`` probs."""
@@ -147,10 +162,17 @@ class _PatchResults:
             "task": self.task,
             "class_names": list(self.class_names),
             "grid": self.grid.to_dict(),
+            **(self.embeddings.meta() if self.embeddings is not None else {}),
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"patch_probs": self.patch_probs, "background": self.background}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """:meth:`arrays` and the embeddings' arrays, when there are embeddings: what
+        the cache and the result archive keep (see :func:`result_from_arrays`)."""
+        extra = self.embeddings.arrays() if self.embeddings is not None else {}
+        return {**self.arrays(), **extra}
 
     def _load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         for name, current in self.arrays().items():
@@ -197,6 +219,7 @@ class ResultGrid(_PatchResults):
             return
         if batch.probs.ndim != 2:
             raise ValueError("a segmentation batch cannot be folded into a ResultGrid")
+        self._fold_embeddings(batch)
         p_ij = np.asarray(batch.p_ij, np.int64)
         probs = np.asarray(batch.probs, np.float64).T  # (C, n)
         self.patch_probs[:, p_ij[:, 1], p_ij[:, 0]] = probs
@@ -347,4 +370,5 @@ def result_from_arrays(
     else:
         raise ValueError(f"unknown task {meta['task']!r}")
     result._load_arrays(arrays)
+    result.embeddings = PatchEmbeddings.from_arrays(grid.p_rows, grid.p_cols, meta, arrays)
     return result

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
 from inference.core.geometry import Rect
 from inference.engine.job import BatchResult
@@ -33,6 +34,10 @@ from inference.evaluation.metrics import (
     roc_curve,
 )
 from inference.evaluation.plots import (
+    EvaluationContext,
+    confusion_figure,
+    metrics_rows,
+    roc_figure,
     write_confusion_png,
     write_metrics_csv,
     write_roc_csv,
@@ -261,7 +266,7 @@ def test_one_truth_class_leaves_auc_undefined_and_json_clean(
     report = evaluate(result, empty, tissue, "tumour")
     assert report.auc is None and len(report.roc) == 0
     assert report.tpr is None and report.fnr is None and report.fp == 4
-    assert any("no positive cell" in note for note in report.notes)
+    assert any("no positive grid square" in note for note in report.notes)
     doc = report.to_dict()
     text = json.dumps(doc, allow_nan=False)  # raises on NaN or infinity
     assert json.loads(text)["metrics"]["auc"] is None
@@ -499,6 +504,39 @@ def test_plots_and_csv_are_written(
     assert len(roc_rows) == len(report.roc)
     assert roc_rows[0] == {"threshold": "inf", "fpr": "0.0", "tpr": "0.0"}
     np.testing.assert_allclose([float(r["tpr"]) for r in roc_rows], report.roc.tpr)
+
+
+def test_files_name_the_slide_model_truth_and_threshold(
+    known: tuple[ResultGrid, TruthMask, TissueMask], tmp_path: Path
+) -> None:
+    result, truth, tissue = known
+    report = evaluate(result, truth, tissue, "tumour", 0.4)
+    context = EvaluationContext.of(report, slide="case7.svs", model="demo-x")
+    assert context.truth == truth.path.name and context.threshold == 0.4
+    with write_metrics_csv(tmp_path / "m.csv", report, context).open() as fh:
+        rows = {row["metric"]: row["value"] for row in csv.DictReader(fh)}
+    assert (rows["slide"], rows["model"], rows["truth"]) == ("case7.svs", "demo-x", context.truth)
+    assert rows["threshold"] == "0.4" and rows["n_samples"] == "9"
+    for make in (roc_figure, confusion_figure):
+        figure = make(report, context=context)
+        texts = " ".join(t.get_text() for t in figure.findobj(Text)).replace("\n", " ")
+        assert f"slide case7.svs, model demo-x, truth {context.truth}, threshold 0.4" in texts
+    assert "tissue grid squares" in texts + roc_figure(report).axes[0].get_title()
+    other = EvaluationContext("a", "b", "c", threshold=0.9)
+    with pytest.raises(ValueError, match=r"threshold 0\.9 is not the report's 0\.4"):
+        write_metrics_csv(tmp_path / "bad.csv", report, other)
+
+
+def test_user_facing_text_says_grid_squares_not_cells(
+    known: tuple[ResultGrid, TruthMask, TissueMask],
+) -> None:
+    """ "cells" reads as biological cells to a pathologist."""
+    result, truth, tissue = known
+    report = evaluate(result, truth, tissue, "tumour")
+    labels = [label for _key, label, _value in metrics_rows(report)]
+    shown = [report.summary(), roc_figure(report).axes[0].get_title(), *labels]
+    assert not [text for text in shown if "cell" in text.lower()]
+    assert "tissue grid squares" in report.summary()
 
 
 def test_report_is_a_value(known: tuple[ResultGrid, TruthMask, TissueMask]) -> None:

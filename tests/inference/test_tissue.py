@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.engine import tissue
 from inference.core.geometry import Rect
+from inference.engine import tissue
 from inference.engine.tissue import background_rule, tissue_mask
 from tests.helpers.slides import WHITE, ArraySource
 

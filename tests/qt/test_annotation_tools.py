@@ -16,7 +16,8 @@ from pytestqt.qtbot import QtBot
 from inference.slides.synth.writer import truth_paths
 from tests.qt.conftest import new_window
 from tests.qt.qt_helpers import grab, open_slide_in
-from viewer.annotations import AnnotationKind
+from viewer.annotations import AnnotationKind, ConflictPolicy
+from viewer.qt.controllers import annotation_files
 from viewer.qt.main_window import MainWindow
 
 LEFT = Qt.MouseButton.LeftButton
@@ -222,6 +223,41 @@ def test_import_qupath_geojson_and_export(
     bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]')
     assert ctl.import_file(bad) == 0
     assert "bad.geojson" in ctl.last_message
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (ConflictPolicy.SKIP, 1),
+        (ConflictPolicy.REPLACE, 1),
+        (ConflictPolicy.KEEP_BOTH, 2),
+        (None, 1),  # cancelled: nothing added
+    ],
+)
+def test_importing_a_file_twice_asks_once_and_never_duplicates_ids(
+    opened: MainWindow,
+    synthetic_slide: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: ConflictPolicy | None,
+    expected: int,
+) -> None:
+    asked: list[str] = []
+
+    def answer(_parent: object, question: str) -> ConflictPolicy | None:
+        asked.append(question)
+        return policy
+
+    monkeypatch.setattr(annotation_files, "ask_conflict_policy", answer)
+    ctl = opened.annotations
+    path = truth_paths(synthetic_slide)[1]
+    first = ctl.import_file(path)
+    assert first > 0 and asked == []  # nothing to ask the first time
+    ctl.import_file(path)
+    assert len(asked) == 1 and f"{first} of the {first} annotations in {path.name}" in asked[0]
+    annotations = ctl.annotations
+    assert annotations is not None and len(annotations) == expected * first
+    assert len(set(annotations.ids())) == len(annotations)
+    assert path.name in ctl.last_message
 
 
 def test_without_mpp_measurements_are_in_px(

@@ -103,7 +103,7 @@ def test_annotations_look_the_same_on_screen_and_in_the_figure(
     annotations = shown.annotations.annotations
     for layer in [lay for lay in shown.canvas.layers if isinstance(lay, HeatmapLayer)]:
         shown.canvas.layers.remove(layer)
-    red = AnnotationClass("Tumour", (200, 0, 0))
+    red = AnnotationClass("Red marks", (200, 0, 0))  # a class of its own: pure red
     annotations.add(Annotation.rectangle(1300, 700, 1900, 1100, classification=red))
     annotations.add(Annotation.ellipse(1200, 1300, 1700, 1700, classification=red))
     annotations.add(

@@ -3,14 +3,17 @@ evaluation, follow the threshold and save; the view exports and copies as shown.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
+import viewer.qt.save_dialog
 from inference.engine.tissue import tissue_mask
 from inference.evaluation.metrics import evaluate
 from inference.evaluation.truth import load_truth
@@ -21,6 +24,7 @@ from viewer.export.scene import FigureOptions
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer
 from viewer.qt.main_window import MainWindow
+from viewer.save_locations import SaveFolders
 
 
 def _run_and_load_truth(qtbot: QtBot, window: MainWindow, slide: Path, model: Path) -> None:
@@ -42,6 +46,7 @@ def test_metrics_panel_matches_the_headless_evaluation(
     synthetic_slide: Path,
     bundled_classifier: Path,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _run_and_load_truth(qtbot, window, synthetic_slide, bundled_classifier)
     panel = window.analysis.metrics_panel
@@ -75,8 +80,25 @@ def test_metrics_panel_matches_the_headless_evaluation(
         lambda: panel.roc_view.pixmap() is not None and not panel.roc_view.pixmap().isNull(),
         timeout=TIMEOUT_MS,
     )
-    written = panel.save(tmp_path / "metrics.csv")
-    assert len(written) == 4 and all(p.stat().st_size > 0 for p in written)
+    opened_at: list[str] = []
+
+    def save_dialog(_parent: object, _title: str, start: str, _filter: str) -> tuple[str, str]:
+        opened_at.append(start)
+        return str(tmp_path / "metrics.csv"), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    monkeypatch.setattr(viewer.qt.save_dialog, "SAVE_FOLDERS", SaveFolders())
+    panel.choose_save()
+    # beside the slide, named after the slide and the model
+    expected = synthetic_slide.parent / f"synthetic.{bundled_classifier.name}.metrics.csv"
+    assert opened_at == [str(expected)]
+    written = [tmp_path / f"metrics{end}" for end in (".csv", ".roc.csv", ".roc.png")]
+    written.append(tmp_path / "metrics.confusion.png")
+    assert all(p.stat().st_size > 0 for p in written)
+    with written[0].open() as fh:
+        rows = {row["metric"]: row["value"] for row in csv.DictReader(fh)}
+    assert (rows["slide"], rows["model"]) == (synthetic_slide.name, bundled_classifier.name)
+    assert rows["truth"] == truth_paths(synthetic_slide)[0].name and rows["threshold"] == "0.95"
 
 
 def test_export_view_writes_what_the_canvas_shows_and_copies_it(

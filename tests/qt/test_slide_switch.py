@@ -102,7 +102,8 @@ def test_the_gui_side_handler_drops_a_payload_made_for_another_slide(
     inference_jobs._on_partial(task_id, _Cached(SlideTag("source-b", 1), _result(), meta))
     assert list(layers) == []
     inference_jobs._on_partial(task_id, _Cached(slide_b, _result(), meta))
-    assert [layer.name for layer in layers] == ["demo on the whole slide (cached)"]
+    # "(cached)" is no part of the name, which titles the legend (the panel shows it)
+    assert [layer.name for layer in layers] == ["demo on the whole slide"]
 
 
 def test_closing_a_slide_cancels_every_task_queued_for_it(

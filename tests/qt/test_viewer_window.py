@@ -109,6 +109,13 @@ def test_status_bar_and_magnification_presets(
     # a 20x slide at 20x: one slide pixel per device pixel (on a HiDPI screen too)
     assert window.canvas.viewport.dev_scale == pytest.approx(1.0, rel=0.01)
     assert window.magnification_label.text() == "20.0x"
+    # a 20x scan: the 40x preset says it only enlarges the pixels, here and in the status
+    labels = {a.text(): a.toolTip() for a in window.menus.magnification_actions}
+    assert list(labels) == ["1.25x", "5x", "10x", "20x", "40x (upsampled)"]
+    assert "scanned at 20x" in labels["40x (upsampled)"]
+    window.set_magnification(40.0)
+    assert window.magnification_label.text() == "40.0x (upsampled)"
+    window.set_magnification(20.0)
     window.canvas.cursor_moved.emit(100.0, 200.0)
     assert "x 100  y 200 px" in window.cursor_label.text()
     assert "µm" in window.cursor_label.text()

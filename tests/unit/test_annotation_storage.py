@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import inference.results.store
 from inference.core.atomic_io import (
     atomic_write,
     atomic_write_text,
@@ -99,11 +98,6 @@ def test_stale_temporaries_are_removed_but_fresh_ones_kept(tmp_path: Path) -> No
         os.utime(p, (time.time() - 7200, time.time() - 7200))
     assert remove_stale_temporaries(path) == 2
     assert temporaries(tmp_path) == [fresh, other]
-
-
-def test_results_still_exports_the_moved_writers() -> None:
-    assert inference.results.store.atomic_write is atomic_write
-    assert inference.results.store.atomic_write_text is atomic_write_text
 
 
 # -- the store ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def no_window(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
     [
         (["infr", "slide.svs"], "infer"),
         (["evalute"], "evaluate"),
-        (["batch", "--help"], None),
+        (["bacth", "--help"], "batch"),
         (["xyzzy-not-a-file.svs"], None),
     ],
 )

@@ -11,12 +11,14 @@ from inference.core.geometry import (
     TileGrid,
     ViewTransform,
     choose_level,
+    is_upsampled,
     l0_to_lv,
     lv_to_l0,
     magnification_at,
     nice_length,
     patch_size_on_slide,
     scale_for_magnification,
+    scan_magnification,
 )
 
 DOWNSAMPLES = (1.0, 4.000183, 16.0012, 64.01)
@@ -94,6 +96,17 @@ def test_magnification_from_mpp_and_objective() -> None:
         scale = scale_for_magnification(mag, 0.499, 20)
         assert scale is not None
         assert magnification_at(scale, 0.499, 20) == pytest.approx(mag)
+
+
+def test_a_view_above_the_scans_magnification_is_upsampled() -> None:
+    assert scan_magnification(0.499, 20.0) == 20.0  # the stated objective first
+    assert scan_magnification(0.25, None) == pytest.approx(40.0)
+    assert scan_magnification(None, None) is None
+    assert is_upsampled(40.0, 0.499, 20.0)  # a 40x preset on a 20x scan
+    assert not is_upsampled(20.0, 0.499, 20.0)
+    assert not is_upsampled(40.0, 0.2527, None)  # a 40x scan at "40x" (39.6x)
+    assert is_upsampled(80.0, 0.2527, 40.0)
+    assert not is_upsampled(400.0, None, None)  # unknown: never claimed
 
 
 def test_patch_size_on_slide() -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from inference.core.geometry import Rect
+from inference.core.palette import TUMOUR_COLOUR
 from viewer.layers.base import Layer, LayerStack
-from viewer.layers.colormaps import apply_colormap, class_colour, lut
+from viewer.layers.colormaps import apply_colormap, lut, result_class_colours
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
 from viewer.layers.legend import ClassLegend, ColourBarLegend
 from viewer.layers.masks import MaskLayer
@@ -110,8 +111,9 @@ def test_heatmap_colour_image_and_cache_invalidation() -> None:
     assert list(second.rgba[:, :, 3].ravel()) == [0, 255, 0, 255, 0, 0]
     layer.class_index = ARGMAX
     argmax = layer.colour_image()
-    assert tuple(argmax.rgba[0, 1, :3]) == class_colour(1)
-    assert argmax.rgba[0, 0, 3] == 255 and tuple(argmax.rgba[0, 0, :3]) == class_colour(0)
+    other, tumour = result_class_colours(("other", "tumour"))
+    assert tuple(argmax.rgba[0, 1, :3]) == tumour
+    assert argmax.rgba[0, 0, 3] == 255 and tuple(argmax.rgba[0, 0, :3]) == other
 
 
 def test_heatmap_recolours_only_what_a_batch_touched() -> None:
@@ -146,7 +148,8 @@ def test_heatmap_legend_follows_the_settings() -> None:
     layer.class_index = ARGMAX
     classes = layer.legend()
     assert isinstance(classes, ClassLegend)
-    assert classes.entries == (("other", class_colour(0)), ("tumour", class_colour(1)))
+    # the classes are named like annotation classes: their colours are those classes'
+    assert classes.entries == (("other", (255, 200, 0)), ("tumour", TUMOUR_COLOUR))
 
 
 def test_heatmap_values_at() -> None:

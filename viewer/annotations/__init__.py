@@ -10,6 +10,9 @@ Everything a GUI needs is importable from here:
 * GeoJSON (QuPath's dialect): :func:`import_geojson`, :func:`export_geojson`,
   :func:`parse_geojson`, :func:`dumps_geojson`, :class:`ImportResult`,
   :class:`GeoJSONLimits`, and the one error class :class:`AnnotationFileError`;
+* adding a file to a set without duplicate ids: :func:`plan_import`,
+  :func:`apply_import`, :class:`ImportPlan`, :class:`ConflictPolicy`,
+  :class:`ImportOutcome`;
 * storage: :class:`AnnotationStore` (save with ``.bak``, autosave, recovery),
   :class:`OpenResult`, :class:`RecoveryInfo`, :func:`load_user_palette`,
   :func:`save_user_palette`.
@@ -28,6 +31,13 @@ from viewer.annotations.geojson.common import (
 )
 from viewer.annotations.geojson.reader import import_geojson, parse_geojson
 from viewer.annotations.geojson.writer import dumps_geojson, export_geojson, to_geojson
+from viewer.annotations.import_plan import (
+    ConflictPolicy,
+    ImportOutcome,
+    ImportPlan,
+    apply_import,
+    plan_import,
+)
 from viewer.annotations.measurements import Measurements, measure
 from viewer.annotations.model import (
     CLASS,
@@ -63,19 +73,24 @@ __all__ = [
     "AnnotationSet",
     "AnnotationStore",
     "ClassPalette",
+    "ConflictPolicy",
     "GeoJSONLimits",
+    "ImportOutcome",
+    "ImportPlan",
     "ImportResult",
     "Measurements",
     "OpenResult",
     "RecoveryInfo",
     "SelectMode",
     "VertexHit",
+    "apply_import",
     "dumps_geojson",
     "export_geojson",
     "import_geojson",
     "load_user_palette",
     "measure",
     "parse_geojson",
+    "plan_import",
     "save_user_palette",
     "to_geojson",
 ]

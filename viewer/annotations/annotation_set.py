@@ -166,6 +166,23 @@ class AnnotationSet:
         """
         return self._editor.add_many(annotations, text, renew_duplicate_ids)
 
+    def import_annotations(
+        self,
+        additions: Iterable[Annotation],
+        replacements: Iterable[Annotation] = (),
+        *,
+        text: str = "Import annotations",
+    ) -> tuple[list[Annotation], list[Annotation]]:
+        """One undo step: each of ``replacements`` takes the place (and z-order) of the
+        annotation of its id, and ``additions`` go on top.
+
+        Classes join the palette as in :meth:`add_many`.  A replacement whose id is not
+        in the set raises :class:`KeyError`, an addition whose id is (or repeats)
+        :class:`ValueError`, before anything changes.  Returns the values added and the
+        values that replaced others (unchanged ones are left out).
+        """
+        return self._editor.import_many(additions, replacements, text)
+
     def delete(self, ids: Iterable[str]) -> None:
         """Delete annotations (unknown ids raise :class:`KeyError` before anything changes)."""
         self._editor.delete(ids)
@@ -337,6 +354,8 @@ class AnnotationSet:
     # -- internals (called by commands) ------------------------------------------------
 
     def _insert(self, index: int, annotation: Annotation) -> None:
+        if annotation.id in self._items:  # never two annotations with one id
+            raise ValueError(f"annotation {annotation.id} is already in the set")
         self._order.insert(index, annotation.id)
         self._items[annotation.id] = annotation
         self._revision += 1

@@ -2,7 +2,10 @@
 
 A class is a name and an RGB colour; a palette is the classes a GUI offers, in menu
 order.  The default classes and their colours come from :mod:`inference.core.palette`
-(the one palette SlideLens and its exports share).
+(the one palette SlideLens and its exports share).  A palette compares names as
+:func:`~inference.core.palette.class_key` does (case, spacing and spelling do not
+matter), so a file's "Tumor" is the palette's "Tumour"; the other spellings it met are
+kept as the class's aliases, for the user to see.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 from psygnal import Signal
 
-from inference.core.palette import DEFAULT_CLASS_COLOURS, RGB
+from inference.core.palette import DEFAULT_CLASS_COLOURS, RGB, class_key
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -51,7 +54,7 @@ class AnnotationClass:
         object.__setattr__(self, "colour", as_rgb(self.colour))
 
 
-#: The classes a new palette starts with (QuPath's default colours, from
+#: The classes a new palette starts with (from
 #: :data:`inference.core.palette.DEFAULT_CLASS_COLOURS`).
 DEFAULT_CLASSES: tuple[AnnotationClass, ...] = tuple(
     AnnotationClass(name, colour) for name, colour in DEFAULT_CLASS_COLOURS
@@ -59,18 +62,28 @@ DEFAULT_CLASSES: tuple[AnnotationClass, ...] = tuple(
 
 
 class ClassPalette:
-    """The classes offered for annotations, in menu order; names are unique.
+    """The classes offered for annotations, in menu order; names are unique by
+    :func:`~inference.core.palette.class_key` (no "Tumor" beside "Tumour").
 
-    ``changed`` fires after any change.  An :class:`AnnotationSet` keeps every class its
-    annotations use in its palette.
+    ``changed`` fires after any change (aliases included).  An :class:`AnnotationSet`
+    keeps every class its annotations use in its palette.  A class given twice under
+    two spellings keeps the first; the second becomes an alias (:meth:`aliases`).
     """
 
     changed = Signal()
 
     def __init__(self, classes: Iterable[AnnotationClass] = DEFAULT_CLASSES) -> None:
         self._classes: dict[str, AnnotationClass] = {}
+        self._keys: dict[str, str] = {}
+        self._aliases: dict[str, list[str]] = {}
         for cls in classes:
-            self._classes[cls.name] = cls
+            found = self.find(cls.name)
+            if found is None:
+                self._put(cls)
+            elif found.name != cls.name:
+                self._alias(found.name, cls.name)
+            else:
+                self._classes[cls.name] = cls
 
     def __repr__(self) -> str:
         return f"ClassPalette({list(self._classes.values())!r})"
@@ -87,7 +100,17 @@ class ClassPalette:
         return name in self._classes
 
     def get(self, name: str) -> AnnotationClass | None:
+        """The class of exactly this name (see :meth:`find` for any spelling)."""
         return self._classes.get(name)
+
+    def find(self, name: str) -> AnnotationClass | None:
+        """The class ``name`` means, however it is spelt (by ``class_key``), or ``None``."""
+        found = self._keys.get(class_key(name))
+        return self._classes[found] if found is not None else None
+
+    def aliases(self, name: str) -> tuple[str, ...]:
+        """Other spellings met for the class ``name`` (e.g. ``("Tumor",)``), first first."""
+        return tuple(self._aliases.get(name, ()))
 
     def names(self) -> list[str]:
         return list(self._classes)
@@ -96,14 +119,17 @@ class ClassPalette:
         """Add a new class (re-adding an identical one does nothing).
 
         :class:`ValueError` if a class of that name exists with another colour: recolour
-        with ``AnnotationSet.recolour_class`` so annotations follow (and undo works).
+        with ``AnnotationSet.recolour_class`` so annotations follow (and undo works); or
+        under another spelling: it is that class.
         """
-        existing = self._classes.get(cls.name)
+        existing = self.find(cls.name)
         if existing == cls:
             return
+        if existing is not None and existing.name != cls.name:
+            raise ValueError(f"class {cls.name!r} is the palette's {existing.name!r}")
         if existing is not None:
             raise ValueError(f"class {cls.name!r} already exists with colour {existing.colour}")
-        self._classes[cls.name] = cls
+        self._put(cls)
         self.changed.emit()
 
     def set_colour(self, name: str, colour: Iterable[int]) -> AnnotationClass:
@@ -118,15 +144,32 @@ class ClassPalette:
         return cls
 
     def ensure(self, cls: AnnotationClass) -> AnnotationClass:
-        """The palette's class of ``cls.name``, adding ``cls`` if the name is new."""
-        existing = self._classes.get(cls.name)
-        if existing is not None:
-            return existing
-        self._classes[cls.name] = cls
-        self.changed.emit()
-        return cls
+        """The palette's class of ``cls.name`` however it is spelt, adding ``cls`` if the
+        name is new; another spelling of a known class is remembered as its alias."""
+        existing = self.find(cls.name)
+        if existing is None:
+            self._put(cls)
+            self.changed.emit()
+            return cls
+        if existing.name != cls.name and self._alias(existing.name, cls.name):
+            self.changed.emit()
+        return existing
 
     def remove(self, name: str) -> None:
         """Drop a class from the menu (annotations that carry it keep it)."""
         if self._classes.pop(name, None) is not None:
+            self._keys.pop(class_key(name), None)
+            self._aliases.pop(name, None)
             self.changed.emit()
+
+    def _put(self, cls: AnnotationClass) -> None:
+        self._classes[cls.name] = cls
+        self._keys[class_key(cls.name)] = cls.name
+
+    def _alias(self, name: str, spelling: str) -> bool:
+        """Remember ``spelling`` for class ``name``; whether it was new."""
+        known = self._aliases.setdefault(name, [])
+        if spelling in known:
+            return False
+        known.append(spelling)
+        return True

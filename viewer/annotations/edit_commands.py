@@ -101,3 +101,18 @@ class Replace(Command):
         pairs = zip(self._pairs, other._pairs, strict=True)
         self._pairs = [(old, new) for (old, _), (_, new) in pairs]
         return True
+
+
+class Steps(Command):
+    """Several commands as one step: done in order, undone in reverse order."""
+
+    def __init__(self, commands: list[Command], text: str) -> None:
+        self._commands, self.text = commands, text
+
+    def redo(self) -> None:
+        for command in self._commands:
+            command.redo()
+
+    def undo(self) -> None:
+        for command in reversed(self._commands):
+            command.undo()

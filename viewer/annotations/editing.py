@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from viewer.annotations.classes import AnnotationClass, ClassPalette, as_rgb
-from viewer.annotations.edit_commands import EditTarget, Insert, Remove, Replace
+from viewer.annotations.edit_commands import EditTarget, Insert, Remove, Replace, Steps
 from viewer.annotations.model import Annotation
-from viewer.annotations.undo import UndoStack
+from viewer.annotations.undo import Command, UndoStack
 
 
 class EditHost(EditTarget, Protocol):
@@ -64,6 +64,33 @@ class AnnotationEditor:
             items = [(start + k, a) for k, a in enumerate(stored)]
             self._history.push(Insert(host, items, text))
         return stored
+
+    def import_many(
+        self, additions: Iterable[Annotation], replacements: Iterable[Annotation], text: str
+    ) -> tuple[list[Annotation], list[Annotation]]:
+        host = self._host
+        pairs = []
+        for annotation in replacements:
+            old = host.get(annotation.id)
+            new = in_palette(host.palette, annotation)
+            if new != old:
+                pairs.append((old, new))
+        added: list[Annotation] = []
+        seen: set[str] = set()
+        for annotation in additions:
+            if annotation.id in host or annotation.id in seen:
+                raise ValueError(f"annotation {annotation.id} is already in the set")
+            seen.add(annotation.id)
+            added.append(in_palette(host.palette, annotation))
+        steps: list[Command] = []
+        if pairs:
+            steps.append(Replace(host, pairs, text))
+        if added:
+            start = len(host)
+            steps.append(Insert(host, [(start + k, a) for k, a in enumerate(added)], text))
+        if steps:
+            self._history.push(steps[0] if len(steps) == 1 else Steps(steps, text))
+        return added, [new for _, new in pairs]
 
     def delete(self, ids: Iterable[str]) -> None:
         wanted = set(ids)

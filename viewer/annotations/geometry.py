@@ -35,6 +35,36 @@ def ring_area(ring: np.ndarray) -> float:
     return abs(twice) / 2.0
 
 
+def ring_centroid(ring: np.ndarray) -> Point | None:
+    """The centroid of the area a ring encloses (``None`` when it encloses none)."""
+    if len(ring) < 3:
+        return None
+    x0, y0 = ring[0]
+    x = ring[:, 0] - x0  # shifted for precision, as in ring_area
+    y = ring[:, 1] - y0
+    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+    twice_area = float(cross.sum())
+    if twice_area == 0.0:
+        return None
+    cx = float(((x + np.roll(x, -1)) * cross).sum()) / (3.0 * twice_area)
+    cy = float(((y + np.roll(y, -1)) * cross).sum()) / (3.0 * twice_area)
+    return (cx + float(x0), cy + float(y0))
+
+
+def polyline_centroid(points: np.ndarray) -> Point:
+    """The centre of mass of a polyline (its segments weighted by length); the mean of
+    its points when it has no length."""
+    if len(points) > 1:
+        lengths = np.hypot(*np.diff(points, axis=0).T)
+        total = float(lengths.sum())
+        if total > 0.0:
+            middles = (points[:-1] + points[1:]) / 2.0
+            cx, cy = (middles * lengths[:, None]).sum(axis=0) / total
+            return (float(cx), float(cy))
+    cx, cy = points.mean(axis=0)
+    return (float(cx), float(cy))
+
+
 def polyline_length(points: np.ndarray, *, closed: bool = False) -> float:
     """Sum of the segment lengths; ``closed`` adds the edge from last to first."""
     if len(points) < 2:

@@ -56,8 +56,10 @@ from viewer.annotations.geometry import (
     ellipse_ring,
     point_in_ellipse,
     point_in_ring,
+    polyline_centroid,
     polyline_length,
     ring_area,
+    ring_centroid,
 )
 
 __all__ = [
@@ -372,6 +374,26 @@ class Annotation:
         if self.kind is AnnotationKind.POINT:
             return 0.0
         return sum(polyline_length(ring, closed=True) for ring in self._arrays)
+
+    @cached_property
+    def l0_centroid(self) -> Point:
+        """The centre of mass: of the area for area kinds (holes taken out; a degenerate
+        area's vertices' mean), of the line for rulers, of the points for points."""
+        if self.kind.is_box:
+            x0, y0, x1, y1 = self.l0_bounds
+            return ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        if self.kind is AnnotationKind.RULER:
+            return polyline_centroid(self._arrays[0])
+        if self.kind.is_area:
+            parts = [(ring_area(r), ring_centroid(r)) for r in self._arrays]
+            (area, centre), holes = parts[0], parts[1:]
+            net = area - sum(a for a, _ in holes)
+            if centre is not None and net > 0.0:
+                sx = area * centre[0] - sum(a * c[0] for a, c in holes if c is not None)
+                sy = area * centre[1] - sum(a * c[1] for a, c in holes if c is not None)
+                return (sx / net, sy / net)
+        cx, cy = self._arrays[0].mean(axis=0)
+        return (float(cx), float(cy))
 
     # -- hit testing -----------------------------------------------------------------
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from inference.cli.exit_codes import EXIT_OK, EXIT_USAGE
+
 
 def add_bench_viewer_parser(bench_sub: argparse._SubParsersAction) -> None:
     parser = bench_sub.add_parser(
@@ -15,7 +17,9 @@ def add_bench_viewer_parser(bench_sub: argparse._SubParsersAction) -> None:
         description=(
             "Measures, in one run: raw read_region of 256 px tiles vs the viewer's tile "
             "pipeline on the same threads; time to the first coarse and sharp frame after "
-            "opening; lateness of a 5 ms heartbeat during a scripted pan and zoom tour; RSS."
+            "opening; lateness of a 5 ms heartbeat during a scripted pan and zoom tour; RSS; "
+            "what a display adjustment costs a tile against reading it, and what "
+            "changing the adjustment costs (repaint time, tiles read)."
         ),
     )
     parser.add_argument("--slide", type=Path, help="slide to measure (default: the demo slide)")
@@ -25,8 +29,28 @@ def add_bench_viewer_parser(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-mb", type=int, default=512, help="tile cache cap")
     parser.add_argument("--width", type=int, default=1600, help="window width")
     parser.add_argument("--height", type=int, default=1000, help="window height")
+    parser.add_argument(
+        "--adjust",
+        metavar="B,C,G",
+        type=_adjustment,
+        help="brightness, contrast and gamma in effect for the run (e.g. 0.05,1.3,0.85; "
+        "default none)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.set_defaults(handler=_run)
+
+
+def _adjustment(text: str) -> object:
+    """``B,C,G``: a display adjustment."""
+    from viewer.tiles.adjustment import DisplayAdjustment
+
+    try:
+        brightness, contrast, gamma = (float(v) for v in text.split(","))
+        return DisplayAdjustment(brightness, contrast, gamma)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--adjust is brightness,contrast,gamma (e.g. 0.05,1.3,0.85): {exc}"
+        ) from None
 
 
 def add_bench_ui_parser(bench_sub: argparse._SubParsersAction) -> None:
@@ -70,7 +94,7 @@ def _run_ui(args: argparse.Namespace) -> int:
         model = resolve_model(args.model) if args.model else _default_classifier()
     except ModelNotFoundError as exc:
         print(f"slidelens bench ui: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     config = UiBenchConfig(
         slide=slide,
         model=model,
@@ -80,7 +104,7 @@ def _run_ui(args: argparse.Namespace) -> int:
     )
     result = run_ui_bench(config, log=None if args.json else sys.stderr)
     print(json.dumps(result, indent=None if args.json else 2))
-    return 0
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         tour_seconds=args.tour_seconds,
         cache_mb=args.cache_mb,
         window_size=(args.width, args.height),
+        **({"adjustment": args.adjust} if args.adjust is not None else {}),
     )
     result = run_viewer_bench(config, log=None if args.json else sys.stderr)
     print(json.dumps(result, indent=None if args.json else 2))
-    return 0
+    return EXIT_OK

@@ -5,7 +5,11 @@ The figure is composed by the same code as the viewer's "Export region" (see
 ``slidelens infer --out DIR`` wrote (``--results DIR``) as a heatmap, annotations from
 a GeoJSON file, ground truth outlined, a scale bar, legends and a caption; beside the
 figure goes ``<figure>.json`` with its provenance.  No Qt is imported (it runs on a
-server); the exit code is 0 on success, 1 when the export failed, 2 for bad arguments.
+server).  The figure's size is printed before anything is written; one of more than
+:data:`~viewer.export.compositor.LARGE_FIGURE_PIXELS` is refused unless ``--force``.
+Exit codes (:mod:`inference.cli.exit_codes`): 0 written, 1 the slide or another input
+file could not be read or the figure not written, 2 bad arguments (a region outside the
+slide, a figure too large, an unknown class or file type).
 """
 
 from __future__ import annotations
@@ -18,16 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.cli.args import fraction, parse_region, positive_float
+from inference.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from inference.core.palette import GROUND_TRUTH_COLOUR
 
 if TYPE_CHECKING:
     from inference.core.geometry import Rect
     from inference.slides import SlideSource
     from viewer.annotations import Annotation
     from viewer.layers.base import Layer
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: Colour of ground-truth outlines (the viewer's "Load ground truth" colour).
-TRUTH_COLOUR = (230, 30, 40)
+    from viewer.layers.heatmap import HeatmapLayer
 
 
 class _UsageError(Exception):
@@ -83,6 +86,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--smooth", action="store_true", help="blend heatmap cells instead of showing patches"
     )
+    parser.add_argument(
+        "--no-tissue-clip",
+        action="store_true",
+        help="show a segmentation map on the glass too (by default it is clipped to the "
+        "slide's tissue, as in the viewer; it is always clipped to the slide)",
+    )
     parser.add_argument("--annotations", type=Path, help="annotations as GeoJSON (QuPath)")
     parser.add_argument(
         "--truth", type=Path, help="ground truth: a mask image or a GeoJSON file (outlined)"
@@ -90,13 +99,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-scale-bar", action="store_true", help="leave out the scale bar")
     parser.add_argument("--no-legend", action="store_true", help="leave out the legends")
     parser.add_argument("--caption", default="", help="caption text (top-left)")
+    display = parser.add_argument_group(
+        "display adjustment of the slide's pixels (as the viewer's View > Display)"
+    )
+    display.add_argument("--brightness", type=float, default=0.0, help="added, -1 to 1 (default 0)")
+    display.add_argument(
+        "--contrast", type=float, default=1.0, help="factor about mid grey, 0.25 to 4 (1)"
+    )
+    display.add_argument(
+        "--gamma", type=float, default=1.0, help="exponent, 0.2 to 5 (1; below 1 lightens)"
+    )
     parser.add_argument(
         "--overlay-scale",
         type=positive_float,
         help="size of scale bar, legend, caption and annotation lines (default: 1 per "
         "1000 px of the figure's shorter side, from 1 to 16)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write a figure larger than 100 megapixels (refused otherwise)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no size or progress on stderr")
     parser.set_defaults(handler=run_export)
 
 
@@ -124,12 +148,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace, source: SlideSource) -> int:
     from inference.core.geometry import Rect
-    from viewer.export.compositor import check_output_size
+    from viewer.export.compositor import check_output_size, figure_size_text, is_large_figure
     from viewer.export.figure import figure_format, region_compositor, write_figure
-    from viewer.export.scene import FigureOptions, FigureSpec
+    from viewer.export.scene import ExportError, FigureOptions, FigureSpec
+    from viewer.tiles.adjustment import DisplayAdjustment
 
     info = source.info
-    figure_format(args.out)  # refuse an unknown suffix before any work
     if args.mpp is not None and not info.mpp:
         raise _UsageError(
             f"{args.slide.name} does not state its pixel size, so --mpp cannot be honoured; "
@@ -137,12 +161,33 @@ def _export(args: argparse.Namespace, source: SlideSource) -> int:
         )
     l0_w, l0_h = info.dimensions
     region = args.region or Rect(0, 0, l0_w, l0_h)
+    try:  # what the command line asks for, checked before any work
+        adjustment = DisplayAdjustment(args.brightness, args.contrast, args.gamma)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    try:
+        figure_format(args.out)
+        probe = FigureSpec.for_region(
+            region, mpp=info.mpp, um_per_px=args.mpp, l0_per_px=args.downsample
+        )
+        check_output_size(probe.width, probe.height)  # before sizing overlays for it
+        if probe.l0_covered.intersect(Rect(0, 0, l0_w, l0_h)).is_empty():
+            raise ExportError(
+                f"the region {region.x:g},{region.y:g},{region.w:g},{region.h:g} lies "
+                f"outside the slide ({l0_w} x {l0_h} level-0 px)"
+            )
+    except ExportError as exc:
+        raise _UsageError(str(exc)) from exc
+    size = figure_size_text(probe.width, probe.height)
+    if is_large_figure(probe.width, probe.height) and not args.force:
+        raise _UsageError(
+            f"{args.out.name} would be {size}, more than a figure needs; give --mpp "
+            f"(coarser pixels) or a smaller --region, or --force to write it anyway"
+        )
+    if not args.quiet:
+        print(f"slidelens export: {args.out.name} will be {size}", file=sys.stderr)
     layers = _layers(args, source)
     annotations = _annotations(args.annotations, args.quiet, info.l0_bounds)
-    probe = FigureSpec.for_region(
-        region, mpp=info.mpp, um_per_px=args.mpp, l0_per_px=args.downsample
-    )
-    check_output_size(probe.width, probe.height)  # before sizing overlays for it
     overlay_scale = args.overlay_scale or min(16.0, max(1.0, min(probe.width, probe.height) / 1000))
     options = FigureOptions(
         scale_bar=not args.no_scale_bar,
@@ -158,6 +203,7 @@ def _export(args: argparse.Namespace, source: SlideSource) -> int:
         l0_per_px=args.downsample,
         annotations=annotations,
         options=options,
+        adjustment=adjustment,
     )
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_printer()
     result = write_figure(compositor, args.out, progress=progress)
@@ -262,7 +308,23 @@ def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
         layer.threshold = args.threshold
     if args.smooth:
         layer.interpolation = "smooth"
+    _dress(layer, source, clip_to_tissue=not args.no_tissue_clip)
     return layer
+
+
+def _dress(layer: HeatmapLayer, source: SlideSource, *, clip_to_tissue: bool) -> None:
+    """As the viewer does: the model's domain warning (its card against this slide) and,
+    for a segmentation map, the clip to the slide and (unless turned off) its tissue."""
+    from inference.engine.tissue import tissue_mask
+    from viewer.result_layers import dress_layer, layer_clip, restored_domain
+
+    info = source.info
+    domain = restored_domain(layer.provenance, info.properties)
+    if domain is not None:
+        layer.provenance["domain"] = domain
+    tissue = tissue_mask(source) if layer.clips and clip_to_tissue else None
+    layer.clip_to_tissue = clip_to_tissue
+    dress_layer(layer, layer_clip(info.dimensions, tissue))
 
 
 def _run_document(npz: Path) -> dict[str, Any]:
@@ -284,7 +346,7 @@ def _truth_layer(path: Path, source: SlideSource) -> Layer:
         f"Ground truth: {path.name}",
         truth.mask,
         truth.l0_per_px,
-        colour=TRUTH_COLOUR,
+        colour=GROUND_TRUTH_COLOUR,
         opacity=0.9,
         provenance={"kind": "truth", "source": str(path.resolve())},
     )

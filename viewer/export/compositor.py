@@ -2,7 +2,8 @@
 :class:`~viewer.export.scene.FigureSpec`, composed tile by tile into RGB.
 
 Each output tile reads its slide pixels from the best pyramid level (the coarsest whose
-downsample does not exceed ``l0_per_px``, as the canvas chooses), shrinks them with
+downsample does not exceed ``l0_per_px``, as the canvas chooses), applies the scene's
+display adjustment (brightness, contrast, gamma) to them as read, shrinks them with
 ``cv2.INTER_AREA`` onto a grid anchored at a whole level pixel (then shifts by the
 remaining fraction of a pixel, which is zero for whole-pixel regions at a level's own
 scale), or enlarges them bilinearly beyond full resolution, and paints what lies outside
@@ -49,11 +50,11 @@ from viewer.export.blend import (
     sample_nearest,
     to_uint8,
 )
+from viewer.export.corners import Box, Corner, place_in_corner
 from viewer.export.legend_render import render_legends
 from viewer.export.scale_bar_render import (
     ScaleBarSpec,
     bottom_left,
-    bottom_right,
     render_scale_bar,
     top_left,
 )
@@ -67,10 +68,14 @@ from viewer.export.scene import (
     annotation_legend,
 )
 from viewer.export.text_render import render_caption
-from viewer.layers.legend import Legend
+from viewer.layers.legend import ClassLegend, Legend
 
 #: Neither side of an exported figure may exceed this many pixels.
 MAX_OUTPUT_SIDE = 100_000
+#: A figure of more pixels than this is written only when the user insists
+#: (``slidelens export --force``; the window asks): at 3 bytes a pixel it is 300 MB
+#: before compression, far more than any journal figure needs.
+LARGE_FIGURE_PIXELS = 100_000_000
 #: :meth:`Compositor.compose` (a whole figure in memory) refuses more pixels than this.
 MAX_IN_MEMORY_PIXELS = 64_000_000
 #: Output tile edge, and the most level pixels one tile may read along a side.
@@ -105,6 +110,28 @@ def check_output_size(width: int, height: int) -> None:
             f"{MAX_OUTPUT_SIDE:,} per side. Choose a smaller region or a larger µm/px "
             f"(coarser pixels)."
         )
+
+
+def figure_size_text(width: int, height: int) -> str:
+    """``"12,000 x 9,000 px (108 megapixels, about 324 MB uncompressed)"``."""
+    pixels = width * height
+    return (
+        f"{width:,} x {height:,} px ({pixels / 1e6:.3g} megapixels, "
+        f"about {_bytes_text(3 * pixels)} uncompressed)"
+    )
+
+
+def is_large_figure(width: int, height: int) -> bool:
+    """Whether a figure exceeds :data:`LARGE_FIGURE_PIXELS` (and so needs a yes)."""
+    return width * height > LARGE_FIGURE_PIXELS
+
+
+def _bytes_text(n: int) -> str:
+    if n >= 10**9:
+        return f"{n / 1e9:.3g} GB"
+    if n >= 10**6:
+        return f"{n / 1e6:.3g} MB"
+    return f"{max(1, round(n / 1e3))} kB"
 
 
 class Compositor:
@@ -160,15 +187,25 @@ class Compositor:
 
     # -- overlays ----------------------------------------------------------------------
     def _overlays(self) -> tuple[Sprite, ...]:
+        """Scale bar bottom-left, caption top-left, legends in ``legend_corner`` (past
+        the others), and a box with each layer warning that no legend shows."""
         options = self.spec.options
         scale = options.overlay_scale
         w, h = self.width, self.height
         sprites = list(self._annotations.labels())
+        taken: list[Box] = []
         if options.scale_bar:
             bar = render_scale_bar(self.spec.l0_per_px, self.scene.mpp, scale)
             if bar is not None:
                 self.scale_bar = bar.spec
                 sprites.append(Sprite(bar.rgba, *bottom_left(w, h, bar.width, bar.height, scale)))
+                taken.append(_box(sprites[-1]))
+        if options.caption.strip():
+            max_w = max(1, w - 2 * round(28 * scale))
+            rgba = render_caption(options.caption, max_w, scale)
+            sprites.append(Sprite(rgba, *top_left(w, h, rgba.shape[1], rgba.shape[0], scale)))
+            taken.append(_box(sprites[-1]))
+        corner = options.legend_corner
         if options.legend:
             legends = list(self.scene.legends)
             wanted = options.annotation_legend and self.scene.annotation_key
@@ -179,11 +216,21 @@ class Compositor:
             rgba = render_legends(self.legends, scale)
             if rgba.size:
                 lh, lw = rgba.shape[:2]
-                sprites.append(Sprite(rgba, *bottom_right(w, h, lw, lh, scale)))
-        if options.caption.strip():
-            max_w = max(1, w - 2 * round(28 * scale))
-            rgba = render_caption(options.caption, max_w, scale)
-            sprites.append(Sprite(rgba, *top_left(w, h, rgba.shape[1], rgba.shape[0], scale)))
+                xy = place_in_corner(corner, w, h, lw, lh, scale, taken)
+                sprites.append(Sprite(rgba, *xy))
+                taken.append(_box(sprites[-1]))
+        shown = {(legend.title, legend.warning) for legend in self.legends}
+        unshown = [
+            ClassLegend(name, (), warning)
+            for name, warning in self.scene.warnings
+            if (name, warning) not in shown
+        ]
+        if unshown:
+            # a warning never leaves the figure: in a box of its own when no legend has it
+            rgba = render_legends(unshown, scale)
+            box_corner: Corner = "bottom-right" if corner == "top-right" else "top-right"
+            xy = place_in_corner(box_corner, w, h, rgba.shape[1], rgba.shape[0], scale, taken)
+            sprites.append(Sprite(rgba, *xy))
         return tuple(sprites)
 
     # -- tiles -------------------------------------------------------------------------
@@ -248,7 +295,9 @@ class Compositor:
         try:
             # the BGRX path skips a PIL image and an alpha pass: ~30% faster than RGB
             bgrx = self.scene.source.read_region_bgrx(self.level, lv_x, lv_y, w, h)
-            return cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB)
+            # adjusted as read, before resampling: the canvas adjusts decoded tiles
+            # before it scales them
+            return self.scene.adjustment.apply(cv2.cvtColor(bgrx, cv2.COLOR_BGRA2RGB))
         except SlideError as exc:
             raise ExportError(
                 f"{self.scene.source.info.path.name}: could not read level {self.level} at "
@@ -434,6 +483,12 @@ def _ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iter
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _box(sprite: Sprite) -> Box:
+    """Where a sprite lies on the figure, ``(x, y, w, h)``."""
+    h, w = sprite.rgba.shape[:2]
+    return (sprite.x, sprite.y, w, h)
 
 
 def _fmt_rect(rect: Rect) -> str:

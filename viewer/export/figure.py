@@ -39,6 +39,7 @@ from inference.core.geometry import Rect, ViewTransform
 from inference.slides import SlideSource
 from viewer.annotations.model import Annotation
 from viewer.export.compositor import Compositor
+from viewer.export.corners import DEFAULT_LEGEND_CORNER, Corner
 from viewer.export.png_stream import PngStreamWriter, pixels_per_metre
 from viewer.export.scene import (
     ExportCancelled,
@@ -48,6 +49,7 @@ from viewer.export.scene import (
     FigureSpec,
 )
 from viewer.layers.base import Layer
+from viewer.tiles.adjustment import NEUTRAL, DisplayAdjustment
 
 #: Output formats by file suffix.
 FORMATS: Mapping[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff"}
@@ -76,23 +78,29 @@ def view_compositor(
     pixel_ratio: float = 1.0,
     workers: int = 2,
     typed_mpp: float | None = None,
+    legend_corner: Corner = DEFAULT_LEGEND_CORNER,
+    adjustment: DisplayAdjustment = NEUTRAL,
 ) -> Compositor:
     """What a canvas of ``scr_size`` shows under ``transform``, ready to compose.
 
     Call on the thread that owns ``layers`` (it snapshots them).  ``pixel_ratio``
     renders the same view with that many output pixels per screen pixel (overlays grow
     with it), e.g. the screen's device pixel ratio, or 2 for a sharper export.
-    ``typed_mpp``: the pixel size the user typed for a slide that states none.
+    ``typed_mpp``: the pixel size the user typed for a slide that states none;
+    ``legend_corner``: the canvas's; ``adjustment``: the canvas's display adjustment.
     """
     options = FigureOptions(
         scale_bar=show_scale_bar,
         legend=show_legend,
+        legend_corner=legend_corner,
         caption=caption,
         overlay_scale=pixel_ratio,
         annotation_legend=False,
     )
     spec = FigureSpec.for_view(transform, scr_size, pixel_ratio=pixel_ratio, options=options)
-    scene = FigureScene.capture(source, layers, annotations, typed_mpp=typed_mpp)
+    scene = FigureScene.capture(
+        source, layers, annotations, typed_mpp=typed_mpp, adjustment=adjustment
+    )
     return Compositor(scene, spec, workers=workers)
 
 
@@ -106,6 +114,7 @@ def compose_view(
     show_scale_bar: bool = True,
     show_legend: bool = True,
     pixel_ratio: float = 1.0,
+    adjustment: DisplayAdjustment = NEUTRAL,
 ) -> np.ndarray:
     """The view as ``(h, w, 3)`` uint8 RGB (``h, w`` = ``scr_size`` times
     ``pixel_ratio``), e.g. for the clipboard.  Runs on the calling thread."""
@@ -118,6 +127,7 @@ def compose_view(
         show_scale_bar=show_scale_bar,
         show_legend=show_legend,
         pixel_ratio=pixel_ratio,
+        adjustment=adjustment,
     ).compose()
 
 
@@ -132,10 +142,12 @@ def region_compositor(
     options: FigureOptions | None = None,
     workers: int = 2,
     typed_mpp: float | None = None,
+    adjustment: DisplayAdjustment = NEUTRAL,
 ) -> Compositor:
     """A level-0 region at ``um_per_px`` (needs the slide's mpp, or ``typed_mpp``, one
     the user typed for a slide that states none) or ``l0_per_px`` (neither: full
-    resolution), ready to compose.  Call on the thread that owns ``layers``.
+    resolution), ready to compose, the slide's pixels under ``adjustment`` (brightness,
+    contrast, gamma).  Call on the thread that owns ``layers``.
     :class:`ExportError` for an absurd size or a region off the slide."""
     spec = FigureSpec.for_region(
         l0_region,
@@ -144,7 +156,9 @@ def region_compositor(
         l0_per_px=l0_per_px,
         options=options,
     )
-    scene = FigureScene.capture(source, layers, annotations, typed_mpp=typed_mpp)
+    scene = FigureScene.capture(
+        source, layers, annotations, typed_mpp=typed_mpp, adjustment=adjustment
+    )
     return Compositor(scene, spec, workers=workers)
 
 
@@ -405,6 +419,10 @@ def sidecar_document(compositor: Compositor, result: ExportResult) -> dict[str, 
             "mpp_source": scene.mpp_source,
             "level_read": compositor.level,
             "level_downsample": info.level_downsamples[compositor.level],
+            # brightness, contrast and gamma of the slide's pixels (never of the layers)
+            "display_adjustment": (
+                None if scene.adjustment.is_identity else scene.adjustment.to_dict()
+            ),
         },
         "region": {
             "requested_l0": _rect_list(spec.l0_region),
@@ -431,6 +449,8 @@ def sidecar_document(compositor: Compositor, result: ExportResult) -> dict[str, 
             if bar is None
             else {"length": bar.length, "unit": bar.unit, "label": bar.label, "px": bar.bar_px},
             "legends": [legend.title for legend in compositor.legends],
+            # e.g. a model not for diagnosis, or run on a slide outside its domain
+            "warnings": [{"layer": name, "warning": text} for name, text in scene.warnings],
             "caption": spec.options.caption or None,
             "overlay_scale": spec.options.overlay_scale,
         },

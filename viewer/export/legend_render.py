@@ -22,6 +22,9 @@ _PAD = 8
 _GAP = 6
 _INK = (25, 25, 25, 255)
 _BOX = (255, 255, 255, 225)
+#: A legend's warning lines (``Legend.warning``): dark red on a pale red band.
+_WARN_INK = (165, 0, 0, 255)
+_WARN_BAND = (255, 226, 222, 255)
 
 
 def _font(size: int) -> Font:
@@ -32,14 +35,28 @@ def _format_value(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _text_size(draw: ImageDraw.ImageDraw, text: str, size: int) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), printable(text), font=_font(size))
+def _text_size(
+    draw: ImageDraw.ImageDraw, text: str, size: int, bold: bool = False
+) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), printable(text), font=font(size, bold))
     return int(right - left), int(bottom - top)
+
+
+def _warning_lines(legend: Legend) -> list[str]:
+    """A legend's warning as the lines drawn, the first marked with a warning sign."""
+    lines = [line for line in legend.warning.splitlines() if line.strip()]
+    if lines:
+        # DejaVu has the sign; Pillow's fallback font (which printable() detects by its
+        # missing µ) has not
+        mark = "\u26a0 " if printable("µ") == "µ" else "! "
+        lines[0] = mark + lines[0]
+    return lines
 
 
 def render_legends(legends: Sequence[Legend], scale: float = 1.0) -> np.ndarray:
     """One boxed image holding every legend, stacked; ``(h, w, 4)`` uint8 straight RGBA.
 
+    A legend's ``warning`` lines go under its title, bold, dark red on a pale red band.
     ``scale`` enlarges everything (exports at print resolution).  An empty sequence
     gives a ``(0, 0, 4)`` array.
     """
@@ -56,6 +73,9 @@ def render_legends(legends: Sequence[Legend], scale: float = 1.0) -> np.ndarray:
     width = 0
     for legend in legends:
         title_w, title_h = _text_size(measure, legend.title, title_px)
+        warn = [_text_size(measure, line, small_px, bold=True) for line in _warning_lines(legend)]
+        title_w = max([title_w] + [w for w, _ in warn])
+        title_h += sum(gap + h for _, h in warn)
         if isinstance(legend, ColourBarLegend):
             label_w, label_h = _text_size(measure, legend.label, small_px)
             block_w = max(title_w, bar_w, label_w)
@@ -78,6 +98,21 @@ def render_legends(legends: Sequence[Legend], scale: float = 1.0) -> np.ndarray:
         top = y
         draw.text((pad, y), printable(legend.title), fill=_INK, font=_font(title_px), anchor="lt")
         y += _text_size(measure, legend.title, title_px)[1] + gap
+        for line in _warning_lines(legend):
+            _, line_h = _text_size(measure, line, small_px, bold=True)
+            draw.rectangle(
+                (
+                    pad - gap // 2,
+                    y - gap // 2,
+                    image.width - 1 - pad + gap // 2,
+                    y + line_h + gap // 2,
+                ),
+                fill=_WARN_BAND,
+            )
+            draw.text(
+                (pad, y), printable(line), fill=_WARN_INK, font=font(small_px, True), anchor="lt"
+            )
+            y += line_h + gap
         if isinstance(legend, ColourBarLegend):
             y = _draw_colour_bar(image, draw, legend, pad, y, bar_w, bar_h, gap, small_px)
         else:

@@ -25,10 +25,12 @@ from inference.core.geometry import Rect, ViewTransform
 from inference.slides import SlideSource
 from viewer.annotations.model import UNCLASSIFIED_COLOUR, Annotation
 from viewer.export.annotation_render import AnnotationStyle
+from viewer.export.corners import DEFAULT_LEGEND_CORNER, Corner
 from viewer.layers.base import Layer
 from viewer.layers.heatmap import ColourImage, HeatmapLayer
 from viewer.layers.legend import ClassLegend, Legend
 from viewer.layers.masks import MaskLayer, PolygonLayer
+from viewer.tiles.adjustment import NEUTRAL, DisplayAdjustment
 
 RGB = tuple[int, int, int]
 #: Colour of glass outside the slide (the canvas's background).
@@ -55,11 +57,13 @@ class FigureOptions:
     ``overlay_scale`` enlarges scale bar, legends, caption, annotation lines and labels
     together (2 for a figure at twice the screen's resolution).  ``background`` fills
     what lies outside the slide.  ``annotation_legend`` adds a class key of the
-    annotations drawn (the canvas has none, so views leave it out).
+    annotations drawn (the canvas has none, so views leave it out).  ``legend_corner``:
+    where the legends go (the canvas's corner, for a view).
     """
 
     scale_bar: bool = True
     legend: bool = True
+    legend_corner: Corner = DEFAULT_LEGEND_CORNER
     caption: str = ""
     overlay_scale: float = 1.0
     background: RGB = CANVAS_BACKGROUND
@@ -302,7 +306,11 @@ class FigureScene:
     for provenance.  ``annotation_key`` asks for a class key of the annotations (when
     they were given directly rather than by a layer that has its own legend).
     ``typed_mpp``: the pixel size the user typed for a slide that states none (used
-    only then; the provenance says so).
+    only then; the provenance says so).  ``warnings``: ``(layer name, warning)`` of
+    every drawn layer that carries one (see ``Layer.warning``); a figure shows each,
+    in its layer's legend or, when that is not on the figure, in a box of its own.
+    ``adjustment``: the display adjustment of the slide's pixels (the canvas's), applied
+    to them before anything is drawn over them.
 
     Make it with :meth:`capture` on the thread that owns the layer models.
     """
@@ -315,6 +323,9 @@ class FigureScene:
     annotation_style: AnnotationStyle = field(default_factory=AnnotationStyle)
     annotation_key: bool = True
     typed_mpp: float | None = None
+    warnings: tuple[tuple[str, str], ...] = ()
+    #: Brightness, contrast and gamma of the slide's pixels (as the canvas shows them).
+    adjustment: DisplayAdjustment = NEUTRAL
 
     @property
     def mpp(self) -> float | None:
@@ -337,6 +348,7 @@ class FigureScene:
         *,
         annotation_style: AnnotationStyle | None = None,
         typed_mpp: float | None = None,
+        adjustment: DisplayAdjustment = NEUTRAL,
     ) -> FigureScene:
         """Snapshot ``layers`` (bottom first, e.g. a ``LayerStack``) and ``annotations``.
 
@@ -351,6 +363,7 @@ class FigureScene:
         from_layer = False
         snapshots: list[LayerSnapshot] = []
         records: list[LayerRecord] = []
+        warnings: list[tuple[str, str]] = []
         for layer in stack:
             shown = layer.visible and layer.opacity > 0
             found = annotation_source(layer)
@@ -364,6 +377,8 @@ class FigureScene:
                 snap = _snapshot(layer)
                 if snap is not None:
                     snapshots.append(snap)
+                    if layer.warning:
+                        warnings.append((layer.name, layer.warning))
             provenance = getattr(layer, "provenance", None)
             records.append(
                 LayerRecord(
@@ -383,4 +398,6 @@ class FigureScene:
             style,
             annotation_key=bool(given) and not from_layer,
             typed_mpp=typed_mpp,
+            warnings=tuple(reversed(warnings)),  # top layer first, as legends are
+            adjustment=adjustment,
         )

@@ -24,6 +24,7 @@ class Layer:
         self._name = name
         self._visible = visible
         self._opacity = _clamp01(opacity)
+        self._warning = ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._name!r})"
@@ -51,6 +52,17 @@ class Layer:
     @opacity.setter
     def opacity(self, value: float) -> None:
         self._set("_opacity", _clamp01(value), "opacity")
+
+    @property
+    def warning(self) -> str:
+        """A warning that the layer, its legend entry and every figure made with it
+        carry (e.g. from a model not for diagnosis, or run on a slide outside its
+        domain): short lines separated by newlines; "" for none."""
+        return self._warning
+
+    @warning.setter
+    def warning(self, value: str) -> None:
+        self._set("_warning", str(value), "warning")
 
     def _set(self, attribute: str, value: object, event: str) -> None:
         if getattr(self, attribute) != value:

@@ -1,16 +1,18 @@
 """Colour lookup tables for heatmaps (256 x 3 uint8) and the class palette.
 
 Class colours come from :mod:`inference.core.palette`, the one palette the viewer and
-every export share; :data:`CLASS_PALETTE` and :func:`class_colour` are re-exported here.
+every export share; :data:`CLASS_PALETTE`, :func:`class_colour` and
+:func:`result_class_colours` are re-exported here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 
-from inference.core.palette import CLASS_PALETTE, class_colour
+from inference.core.palette import CLASS_PALETTE, class_colour, result_class_colours
 
 __all__ = [
     "CLASS_PALETTE",
@@ -19,6 +21,7 @@ __all__ = [
     "apply_colormap",
     "class_colour",
     "lut",
+    "result_class_colours",
 ]
 
 #: Colormaps offered for probability heatmaps.
@@ -63,11 +66,13 @@ def apply_colormap(
 
 
 def apply_class_palette(
-    classes: np.ndarray, n_classes: int, hidden: frozenset[int] = frozenset()
+    classes: np.ndarray, class_names: Sequence[str], hidden: frozenset[int] = frozenset()
 ) -> np.ndarray:
-    """``(h, w)`` class indices (-1 for none) to RGBA; classes in ``hidden`` are transparent."""
+    """``(h, w)`` class indices (-1 for none) to RGBA in the colours of
+    :func:`result_class_colours`; classes in ``hidden`` are transparent."""
+    n_classes = len(class_names)
     table = np.zeros((n_classes + 1, 4), np.uint8)
-    for k in range(n_classes):
-        table[k, :3] = class_colour(k)
+    for k, colour in enumerate(result_class_colours(class_names)):
+        table[k, :3] = colour
         table[k, 3] = 0 if k in hidden else 255
     return table[np.where(classes < 0, n_classes, classes)]

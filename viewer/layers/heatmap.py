@@ -10,17 +10,18 @@ import numpy as np
 
 from inference.core.geometry import Rect
 from viewer.layers.base import Layer
+from viewer.layers.clipping import LayerClip
 from viewer.layers.colormaps import (
     CONTINUOUS,
     apply_class_palette,
     apply_colormap,
-    class_colour,
+    result_class_colours,
 )
 from viewer.layers.legend import ClassLegend, ColourBarLegend, Legend
 
 Interpolation = Literal["nearest", "smooth"]
 #: Events that change how a layer is composited, not its colour image.
-_NON_PIXEL_EVENTS = frozenset({"visible", "opacity", "name"})
+_NON_PIXEL_EVENTS = frozenset({"visible", "opacity", "name", "warning"})
 #: ``class_index`` value that shows the most probable class in class colours.
 ARGMAX = -1
 
@@ -108,6 +109,8 @@ class HeatmapLayer(Layer):
         self._rgba: np.ndarray | None = None
         self._full_recolour = True
         self._dirty: tuple[slice, slice] | None = None
+        self._clip: LayerClip | None = None
+        self._clip_to_tissue = True
 
     # -- settings ---------------------------------------------------------------------
     @property
@@ -169,9 +172,47 @@ class HeatmapLayer(Layer):
             raise ValueError(f"interpolation must be 'nearest' or 'smooth', not {value!r}")
         self._set("_interpolation", value, "interpolation")
 
+    @property
+    def clips(self) -> bool:
+        """Whether the layer is clipped (segmentation maps: to the slide and, while
+        :attr:`clip_to_tissue`, to the tissue; see :meth:`set_clip`)."""
+        return self.result.task == "segmentation"
+
+    @property
+    def clip_to_tissue(self) -> bool:
+        return self._clip_to_tissue
+
+    @clip_to_tissue.setter
+    def clip_to_tissue(self, value: bool) -> None:
+        self._set("_clip_to_tissue", bool(value), "clip_to_tissue")
+
+    @property
+    def clip(self) -> LayerClip | None:
+        return self._clip
+
+    def set_clip(self, clip: LayerClip | None) -> None:
+        """The slide's size and tissue mask a segmentation layer is clipped to (``None``:
+        unclipped); other layers ignore it."""
+        self._clip = clip
+        self._settings_changed("clip")
+
+    @property
+    def short_name(self) -> str:
+        """The model (and method, for an explanation) the layer shows, for labels that
+        have little room (the status bar); the layer's name when it records none."""
+        prov = self.provenance
+        model = prov.get("model")
+        if isinstance(model, Mapping):
+            model = model.get("name")
+        method = prov.get("method_label") or prov.get("method")
+        base = str(model) if model else self.name
+        return f"{base} {method}" if method else base
+
     def settings(self) -> dict[str, Any]:
         """The display settings, for provenance sidecars and exports."""
+        clipped = {"clip_to_tissue": self._clip_to_tissue} if self.clips else {}
         return {
+            **clipped,
             "class": "argmax"
             if self._class_index == ARGMAX
             else self.class_names[self._class_index],
@@ -218,8 +259,9 @@ class HeatmapLayer(Layer):
         """``(C, h, w)`` probabilities, NaN where nothing was computed."""
         return self.result.probabilities()
 
-    def _colour(self, probs: np.ndarray) -> np.ndarray:
-        """Premultiplied RGBA (alpha 0 or 255) of a ``(C, h, w)`` window of probabilities."""
+    def _colour(self, probs: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """Premultiplied RGBA (alpha 0 or 255) of the ``(C, h, w)`` probabilities of the
+        raster window ``rows, cols`` (transparent where the layer is clipped)."""
         if self._class_index == ARGMAX:
             filled = np.isfinite(probs).all(axis=0)
             classes = np.where(filled, np.nan_to_num(probs, nan=-1).argmax(axis=0), -1)
@@ -227,13 +269,23 @@ class HeatmapLayer(Layer):
                 classes = np.where(
                     np.nan_to_num(probs.max(axis=0), nan=0) >= self._threshold, classes, -1
                 )
-            rgba = apply_class_palette(classes, len(self.class_names))
+            rgba = apply_class_palette(classes, self.class_names)
         else:
             rgba = apply_colormap(
                 probs[self._class_index], self._colormap, self._vmin, self._vmax, self._threshold
             )
         rgba[rgba[..., 3] == 0] = 0
+        keep = self._kept(rows, cols)
+        if keep is not None:
+            rgba[~keep] = 0
         return rgba
+
+    def _kept(self, rows: slice, cols: slice) -> np.ndarray | None:
+        """Which pixels of a raster window the clip keeps (``None``: all of them)."""
+        if not self.clips or self._clip is None:
+            return None
+        origin, l0_per_px = self.result.raster_geometry()
+        return self._clip.keep(origin, l0_per_px, rows, cols, to_tissue=self._clip_to_tissue)
 
     def colour_image(self) -> ColourImage:
         """The layer as premultiplied RGBA; only what changed since the last call is
@@ -241,10 +293,11 @@ class HeatmapLayer(Layer):
         if self._cached is not None and self._cached.version == self._version:
             return self._cached
         if self._full_recolour or self._rgba is None:
-            self._rgba = self._colour(self.result.probabilities())
+            h, w = self.result.raster_shape
+            self._rgba = self._colour(self.result.probabilities(), slice(0, h), slice(0, w))
         elif self._dirty is not None:
             rows, cols = self._dirty
-            self._rgba[rows, cols] = self._colour(self.result.probabilities(rows, cols))
+            self._rgba[rows, cols] = self._colour(self.result.probabilities(rows, cols), rows, cols)
         self._full_recolour = False
         self._dirty = None
         (l0_x, l0_y), l0_per_px = self.result.raster_geometry()
@@ -252,10 +305,17 @@ class HeatmapLayer(Layer):
         return self._cached
 
     def values_at(self, l0_x: float, l0_y: float) -> dict[str, float] | None:
-        """Class probabilities under a level-0 point, or ``None`` where there are none."""
+        """Class probabilities under a level-0 point, or ``None`` where there are none
+        (or where the layer is clipped away)."""
         values = self.result.values_at(l0_x, l0_y)
         if values is None:
             return None
+        if self.clips and self._clip is not None:
+            (o_x, o_y), px = self.result.raster_geometry()
+            col, row = int((l0_x - o_x) // px), int((l0_y - o_y) // px)
+            keep = self._kept(slice(row, row + 1), slice(col, col + 1))
+            if keep is not None and not keep.all():
+                return None
         return {name: float(v) for name, v in zip(self.class_names, values, strict=True)}
 
     def legend(self) -> Legend:
@@ -263,7 +323,8 @@ class HeatmapLayer(Layer):
         if self._class_index == ARGMAX:
             return ClassLegend(
                 self.name,
-                tuple((name, class_colour(k)) for k, name in enumerate(self.class_names)),
+                tuple(zip(self.class_names, result_class_colours(self.class_names), strict=True)),
+                warning=self.warning,
             )
         return ColourBarLegend(
             self.name,
@@ -272,4 +333,5 @@ class HeatmapLayer(Layer):
             self._vmin,
             self._vmax,
             self._threshold,
+            warning=self.warning,
         )

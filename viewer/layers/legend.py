@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ColourBarLegend:
     """A continuous colour bar: ``colormap`` from ``vmin`` to ``vmax``; values below
-    ``threshold`` (when set) are hidden."""
+    ``threshold`` (when set) are hidden.  ``warning``: lines shown under the title in
+    warning colours ("" for none; see ``Layer.warning``)."""
 
     title: str
     label: str
@@ -16,14 +17,16 @@ class ColourBarLegend:
     vmin: float
     vmax: float
     threshold: float | None = None
+    warning: str = ""
 
 
 @dataclass(frozen=True)
 class ClassLegend:
-    """Discrete classes and their colours."""
+    """Discrete classes and their colours (``warning`` as for :class:`ColourBarLegend`)."""
 
     title: str
     entries: tuple[tuple[str, tuple[int, int, int]], ...]
+    warning: str = ""
 
 
 Legend = ColourBarLegend | ClassLegend

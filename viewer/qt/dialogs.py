@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inference.models.domain import DomainCheck
 from inference.slides import SlideInfo
 from viewer.pixel_size import MAX_TYPED_MPP, MIN_TYPED_MPP, SlidePixelSize
 
@@ -191,3 +193,20 @@ def require_slide_mpp(parent: QWidget, pixel_size: SlidePixelSize) -> float | No
     only when the slide states none and none was typed for it before.  ``None``: no
     slide, or the user cancelled."""
     return pixel_size.require(lambda info: ask_slide_mpp(parent, info))
+
+
+def confirm_outside_domain(parent: QWidget, check: DomainCheck, slide_name: str) -> bool:
+    """Ask before a model runs on a slide outside its domain, or runs when it is not
+    for diagnosis and its card cannot tell (see ``DomainCheck.asks``): ``True`` to run
+    anyway.  The caller remembers a yes per slide and model for the session."""
+    box = QMessageBox(
+        QMessageBox.Icon.Warning,
+        "Model outside its domain" if check.outside_domain else "Model not for diagnosis",
+        f"{slide_name}: {check.question}",
+        parent=parent,
+    )
+    run = box.addButton("Run anyway", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is run

@@ -47,6 +47,12 @@ class SlideTag:
     opening: int = 0
 
 
+class TaskRefused(Exception):
+    """A task met input it cannot work on (a region too big, a class the model lacks):
+    the user gets the message, the log one line at info level.  Any other exception is
+    a fault: the user gets its message too, the log its traceback at error level."""
+
+
 #: ``run(cancel, emit)``: do the work, call ``emit(payload)`` for each partial result,
 #: return when done; check ``cancel.is_set()`` between steps.
 TaskBody = Callable[[threading.Event, Callable[[object], None]], None]
@@ -69,7 +75,7 @@ class InferenceWorker(QObject):
     Signals (delivered on the GUI thread): ``started(task_id, label)``,
     ``partial(task_id, payload)``, ``finished(task_id, cancelled)``,
     ``failed(task_id, message)``.  An exception in a task becomes ``failed``; the
-    worker keeps running.
+    worker keeps running (a :class:`TaskRefused` is logged without a traceback).
     """
 
     started = Signal(int, str)
@@ -213,6 +219,10 @@ class InferenceWorker(QObject):
 
         try:
             item.body(item.cancel, emit)
+        except TaskRefused as exc:  # bad input is normal input: no traceback
+            log.info("task %s (%s) refused: %s", item.task_id, item.label, exc)
+            self.failed.emit(item.task_id, str(exc) or type(exc).__name__)
+            return
         except Exception as exc:  # every failure reaches the user, none kills the worker
             log.error("task %s (%s) failed:\n%s", item.task_id, item.label, traceback.format_exc())
             self.failed.emit(item.task_id, str(exc) or type(exc).__name__)

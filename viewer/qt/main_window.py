@@ -30,11 +30,15 @@ from viewer.qt.canvas.slide_canvas import SlideCanvas
 from viewer.qt.canvas.tile_bridge import TileBridge
 from viewer.qt.controllers.analysis import AnalysisController
 from viewer.qt.controllers.annotations import AnnotationController
+from viewer.qt.controllers.display import DisplayController
 from viewer.qt.controllers.explain import ExplainController
 from viewer.qt.controllers.export import ExportController
+from viewer.qt.controllers.projects import ProjectController
+from viewer.qt.controllers.slide_level import SlideLevelController
 from viewer.qt.controllers.slide_opener import OpenedSlide, SlideOpener
 from viewer.qt.dialogs import SlidePropertiesDialog
-from viewer.qt.window_docks import tabify_docks
+from viewer.qt.focus import DialogFocusReturn
+from viewer.qt.window_docks import split_column, tabify_docks
 from viewer.qt.window_menus import WindowMenus
 from viewer.qt.window_status import StatusLabels
 from viewer.settings import Settings, load_settings, save_settings
@@ -44,6 +48,8 @@ SLIDE_FILTER = (
     "*.dcm *.png *.jpg *.jpeg *.bmp *.webp);;All files (*)"
 )
 _OVERVIEW_MARGIN = 10
+#: Share of the right-hand dock column for the layers and metrics panels.
+LOWER_DOCKS = 0.55
 
 
 class MainWindow(QMainWindow):
@@ -58,6 +64,8 @@ class MainWindow(QMainWindow):
         self.bridge = TileBridge(cache_mb=self.settings.tile_cache_mb, parent=self)
         self.canvas = SlideCanvas(self.bridge, self)
         self.setCentralWidget(self.canvas)
+        # every dialog gives the keyboard back to the slide when it closes
+        self.focus_return = DialogFocusReturn(self, self.canvas)
         self.overview = OverviewMap(self.canvas.viewport, self.canvas)
         self.pixel_size = SlidePixelSize(TypedPixelSizes())
         self.analysis = AnalysisController(
@@ -75,7 +83,22 @@ class MainWindow(QMainWindow):
         )
         # one tab group on the right: models, annotations, explanations; layers and
         # metrics below (tabified once, all together, or Qt leaves a stale tab bar)
-        tabify_docks(self, self.analysis.models_dock, self.annotations.dock, self.explain.dock)
+        self.slide_level = SlideLevelController(  # slide report, attention, similar regions
+            self,
+            self.canvas,
+            self.analysis.worker,
+            self.analysis.jobs.pool,
+            self.analysis.models_panel,
+            pixel_size=self.pixel_size,
+            cache_folder=self.analysis.jobs.cache_folder,
+        )
+        tabify_docks(
+            self,
+            self.analysis.models_dock,
+            self.annotations.dock,
+            self.explain.dock,
+            self.slide_level.dock,
+        )
         self.opener = SlideOpener(self)
         self.opener.opened.connect(self._on_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -85,6 +108,15 @@ class MainWindow(QMainWindow):
         self._warmed = False
         self.menus = WindowMenus(self, self.canvas, self.settings, self)
         self.menus.build_menu_bar(self.analysis, self.explain, self.annotations, self.exports)
+        self.menus.analysis_menu.addSeparator()
+        self.slide_level.populate_menu(self.menus.analysis_menu)
+        self.display = DisplayController(self, self.canvas)  # brightness, contrast, gamma
+        self.display.populate_menu(self.menus.view_menu)
+        self.projects = ProjectController(  # File > projects, the slide browser, PgUp/PgDown
+            self, self.canvas, self.opener, self.analysis, self.pixel_size,
+            self.open_path, lambda: self.current,
+        )  # fmt: skip
+        self.projects.populate_file_menu(self.menus.file_menu, self.menus.properties_action)
         self.menus.build_toolbar()
         self.status_labels = StatusLabels(self.statusBar())
         self.canvas.view_changed.connect(self._update_view_status)
@@ -135,6 +167,7 @@ class MainWindow(QMainWindow):
         self.last_error = None
         self.pixel_size.set_slide(opened.source.info)
         self.analysis.slide_opened(opened)
+        self.display.slide_opened()
         self.canvas.set_slide(opened.source, opened.thumbnail)
         self.canvas.set_mpp(self.pixel_size.mpp)
         self.overview.set_thumbnail(opened.thumbnail)
@@ -147,6 +180,7 @@ class MainWindow(QMainWindow):
         self.annotations.slide_opened(opened)
         self.exports.set_slide(opened)
         self.explain.set_slide(opened)
+        self.slide_level.set_slide(opened)
         info = opened.source.info
         typed = self.pixel_size.typed
         mpp = (
@@ -188,6 +222,7 @@ class MainWindow(QMainWindow):
         self.analysis.slide_closed()
         self.exports.set_slide(None)
         self.explain.set_slide(None)
+        self.slide_level.set_slide(None)
         self.pixel_size.set_slide(None)
         self.bridge.release_source(self.current.source)
         self.current = None
@@ -285,6 +320,13 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._warmed:
             self._warmed = True
+            # the lower dock group (layers, metrics) needs room for its controls too
+            QTimer.singleShot(
+                0,
+                lambda: split_column(
+                    self, self.analysis.models_dock, self.analysis.layers_dock, LOWER_DOCKS
+                ),
+            )
             if self.settings.preload_models:
                 self.analysis.warm_up()
 
@@ -294,6 +336,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.annotations.slide_closed()
+        self.projects.shutdown()
         self.analysis.shutdown()
         self.opener.wait(5.0)
         self.bridge.shutdown()

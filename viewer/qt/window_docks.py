@@ -43,3 +43,17 @@ def tabify_docks(window: QMainWindow, front: QDockWidget, *others: QDockWidget) 
     for other in others:
         window.tabifyDockWidget(front, other)
     front.raise_()
+
+
+def split_column(
+    window: QMainWindow, upper: QDockWidget, lower: QDockWidget, lower_share: float
+) -> None:
+    """Give ``lower`` (and the docks tabbed with it) ``lower_share`` of the height of the
+    dock column it shares with ``upper``, so both panels' controls show without
+    scrolling (Qt would otherwise give the upper one most of it).  Call it once the
+    window is laid out (shown): the column's height is measured."""
+    column = upper.height() + lower.height()
+    if column <= 2:
+        return
+    lower_px = round(column * lower_share)
+    window.resizeDocks([upper, lower], [column - lower_px, lower_px], Qt.Orientation.Vertical)

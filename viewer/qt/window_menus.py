@@ -11,6 +11,7 @@ from typing import Protocol
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
+from inference.core.geometry import is_upsampled, scan_magnification
 from inference.slides import SlideInfo
 from viewer.qt.actions import make_action
 from viewer.qt.canvas.slide_canvas import SlideCanvas
@@ -21,6 +22,28 @@ from viewer.qt.controllers.export import ExportController
 from viewer.settings import Settings
 
 MAGNIFICATIONS = (1.25, 5.0, 10.0, 20.0, 40.0)
+
+
+def preset_label(
+    magnification: float, info: SlideInfo | None, mpp: float | None = None
+) -> tuple[str, str]:
+    """The text and tooltip of a magnification preset for the open slide (``mpp``: its
+    effective pixel size): a preset above the scan's own magnification says
+    "(upsampled)", as a 40x view of a 20x scan only enlarges its pixels."""
+    text = f"{magnification:g}x"
+    if info is None:
+        return text, f"Zoom to {text}"
+    mpp = mpp or info.mpp
+    scanned = scan_magnification(mpp, info.objective_power)
+    if scanned is None:
+        return text, "This slide states neither pixel size nor objective power"
+    if is_upsampled(magnification, mpp, info.objective_power):
+        return (
+            f"{text} (upsampled)",
+            f"Zoom to {text}: this slide was scanned at {scanned:.3g}x, so {text} enlarges "
+            "its pixels and shows no more detail (upsampled)",
+        )
+    return text, f"Zoom to {text} (the slide was scanned at {scanned:.3g}x)"
 
 
 class WindowCommands(Protocol):
@@ -115,7 +138,7 @@ class WindowMenus:
     ) -> None:
         """File, View, Analysis, Annotations and Help, with the controllers' items."""
         bar = self.window.menuBar()
-        file_menu = bar.addMenu("&File")
+        self.file_menu = file_menu = bar.addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -126,6 +149,7 @@ class WindowMenus:
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
         view_menu = bar.addMenu("&View")
+        self.view_menu = view_menu
         for action in (
             self.fit_action,
             self.one_to_one_action,
@@ -141,7 +165,7 @@ class WindowMenus:
         view_menu.addAction(self.scale_bar_action)
         for action in analysis.view_actions():
             view_menu.addAction(action)
-        analysis_menu = bar.addMenu("&Analysis")
+        self.analysis_menu = analysis_menu = bar.addMenu("&Analysis")
         analysis.populate_menu(analysis_menu)
         analysis_menu.addSeparator()
         explain.populate_menu(analysis_menu)
@@ -184,12 +208,14 @@ class WindowMenus:
             *self.magnification_actions,
         ):
             action.setEnabled(info is not None)
+        for action, magnification in zip(self.magnification_actions, MAGNIFICATIONS, strict=True):
+            text, tip = preset_label(magnification, info, mpp)
+            action.setText(text)
+            action.setToolTip(tip)
         if info is not None:
             can_mag = bool(info.mpp or mpp or info.objective_power)
             for action in self.magnification_actions:
                 action.setEnabled(can_mag)
-                if not can_mag:
-                    action.setToolTip("This slide states neither pixel size nor objective power")
 
     def _toggle_scale_bar(self) -> None:
         self.canvas.show_scale_bar = self.scale_bar_action.isChecked()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar
 
+from inference.core.geometry import is_upsampled
 from inference.slides import SlideInfo
 from viewer.qt.canvas.slide_canvas import SlideCanvas
 
@@ -31,9 +32,21 @@ class StatusLabels:
             self.magnification_label.setText("")
             self.zoom_label.setText("")
             return
-        mag = canvas.magnification()
-        self.magnification_label.setText(f"{mag:.1f}x" if mag is not None else "mag: n/a")
         self.zoom_label.setText(f"zoom {canvas.viewport.dev_scale * 100:.3g}%")
+        mag = canvas.magnification()
+        info = canvas.source.info if canvas.source is not None else None
+        upsampled = (
+            mag is not None
+            and info is not None
+            and is_upsampled(mag, canvas.mpp, info.objective_power)
+        )
+        shown = "mag: n/a" if mag is None else f"{mag:.1f}x"
+        self.magnification_label.setText(shown + (" (upsampled)" if upsampled else ""))
+        self.magnification_label.setToolTip(
+            "Above the magnification the slide was scanned at: its pixels are enlarged"
+            if upsampled
+            else "Apparent magnification (per device pixel)"
+        )
 
     def show_cursor(
         self, info: SlideInfo, l0_x: float, l0_y: float, mpp: float | None = None

@@ -11,14 +11,17 @@ thresholded at one half with the ground truth at the map's resolution, on the pi
 engine's tissue mask calls tissue.  Pixels without a prediction count as "not tumour".
 
 The same functions produce the numbers written in the cards and the numbers the tests
-check.  No torch here (the engine imports it).
+check.  :func:`grader_metrics` does the same for the prostate grader over several
+held-out slides: per-class AUC and confusion matrix over every tissue grid square, and
+each slide's grade against its truth.  No torch here (the engine imports it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from inference.models.demo.data import TUMOUR_FRACTION_THRESHOLD, slide_truth
 
 if TYPE_CHECKING:
     from inference.engine.job import ModelLike
+    from inference.evaluation.multiclass import ClassReport
 
 #: The class the metrics score.
 TUMOUR_CLASS = "tumour"
@@ -197,3 +201,103 @@ def _truth_for(slide: str | Path, dimensions: tuple[int, int] | None = None) -> 
         finally:
             source.close()
     return slide_truth(Path(slide), dimensions)
+
+
+@dataclass(frozen=True)
+class GraderMetrics:
+    """A grader on held-out slides: the class report of every tissue grid square of every
+    slide pooled (:mod:`inference.evaluation.multiclass`; per-class one-vs-rest AUC,
+    confusion matrix, accuracy, macro-F1) and each slide's grade against its
+    ``<stem>.truth.json`` with the cohort's agreement
+    (:func:`inference.evaluation.cohort.cohort_summary`)."""
+
+    report: ClassReport
+    cohort: dict[str, Any]
+
+    def card_metrics(self) -> dict[str, float]:
+        """The numbers a card's ``metrics`` holds: ``auc_<class>`` (pooled over the
+        held-out squares), ``accuracy``, ``macro_f1`` and the slide-level
+        ``quadratic_weighted_kappa`` and ``grade_accuracy`` (undefined ones left out)."""
+        out = {f"auc_{c.name}": c.auc for c in self.report.per_class}
+        out["accuracy"] = self.report.accuracy
+        out["macro_f1"] = self.report.macro_f1
+        out["quadratic_weighted_kappa"] = self.cohort["quadratic_weighted_kappa"]
+        out["grade_accuracy"] = self.cohort["grade_accuracy"]
+        return {k: round(float(v), 5) for k, v in out.items() if v is not None}
+
+    def as_dict(self) -> dict[str, Any]:
+        report = self.report.to_dict()
+        return {
+            "squares": report["samples"]["n"],
+            "per_class": report["per_class"],
+            "confusion_matrix": report["confusion_matrix"],
+            "metrics": report["metrics"],
+            "cohort": self.cohort,
+        }
+
+
+def grader_metrics(
+    slides: Sequence[str | Path],
+    model: str | Path | ModelLike,
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> GraderMetrics:
+    """Run the engine with a grading patch classifier over each whole synthetic prostate
+    slide and score it against the label mask and ``<stem>.truth.json`` beside it (see
+    :class:`GraderMetrics`).  The grade is the slide report's
+    (:func:`inference.results.slide_report.slide_report`) with the card's grading."""
+    from inference.engine.job import InferenceJob
+    from inference.engine.runner import run
+    from inference.engine.tissue import tissue_mask
+    from inference.evaluation.class_truth import load_class_truth
+    from inference.evaluation.cohort import SlideGrade, cohort_summary, read_truth_grade
+    from inference.evaluation.multiclass import (
+        ClassSamples,
+        collect_class_samples,
+        compute_class_metrics,
+    )
+    from inference.models import load_model, resolve_model
+    from inference.results.grading import GradingSpec
+    from inference.results.slide_report import slide_report
+    from inference.results.store import collect
+    from inference.slides import open_slide
+    from inference.slides.synth.writer import truth_json_path, truth_paths
+
+    loaded = (
+        load_model(resolve_model(str(model)), device=device)
+        if isinstance(model, str | Path)
+        else model
+    )
+    grading = GradingSpec.from_card(loaded.card)
+    if grading is None:
+        raise ValueError(f"{loaded.card.name} declares no grading (slidelens.grading)")
+    parts: list[ClassSamples] = []
+    grades: list[SlideGrade] = []
+    mpp: float | None = None
+    for slide in slides:
+        source = open_slide(slide)
+        try:
+            tissue = tissue_mask(source)
+            job = InferenceJob(
+                slide=source, model=loaded, device=device, batch_size=batch_size, tissue=tissue
+            )
+            result = collect(run(job))
+            dimensions = source.info.dimensions
+            mpp = source.info.mpp
+        finally:
+            source.close()
+        if result is None:
+            raise ValueError(f"{Path(slide).name}: the engine computed nothing")
+        mask, _ = truth_paths(Path(slide))
+        truth = load_class_truth(mask, dimensions, result.class_names)
+        parts.append(collect_class_samples(result, truth, tissue, l0_dimensions=dimensions))
+        report = slide_report(result, mpp=mpp, grading=grading, threshold=loaded.card.threshold)
+        isup, score = read_truth_grade(truth_json_path(Path(slide)))
+        grades.append(
+            SlideGrade(
+                Path(slide).name, isup, int(report["isup_grade"]), score, report["gleason_score"]
+            )
+        )
+    pooled = compute_class_metrics(ClassSamples.pooled(parts), mpp=mpp)
+    return GraderMetrics(report=pooled, cohort=cohort_summary(grades))

@@ -6,8 +6,9 @@ of each label in its level-0 rectangle (:meth:`TruthMask.label_fractions_in`; th
 past the slide's edge is background), so the grader learns soft targets the way the
 tumour classifier does.  Patches are read exactly as the engine reads them
 (:class:`inference.engine.patches.PatchReader` at the card's spacing), at random tissue
-positions (:func:`inference.models.demo.data.tissue_candidates`), and drawn so that
-every class's majority is about equally common.  No torch here.
+positions (:func:`inference.models.demo.data.tissue_candidates`), drawn over all the
+training slides at once so that every class's majority is about equally common
+(:func:`sample_labelled_patches`).  No torch here.
 """
 
 from __future__ import annotations
@@ -109,8 +110,77 @@ def balanced_choice(
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
-def sample_labelled_patches(
+@dataclass(frozen=True)
+class Candidates:
+    """Where patches of one slide may be taken: level-0 top-left corners (``xs``, ``ys``,
+    tissue only) and the ``(n, C)`` class shares of each."""
+
+    slide: Path
+    xs: np.ndarray
+    ys: np.ndarray
+    fractions: np.ndarray
+
+
+def patch_candidates(
     slide: Path,
+    spec: PatchSpec,
+    count: int,
+    n_classes: int,
+    rng: np.random.Generator,
+    *,
+    tissue_threshold: float = DEFAULT_TISSUE_THRESHOLD,
+) -> Candidates:
+    """``count`` random positions of a synthetic prostate slide, those with tissue kept
+    (:func:`~inference.models.demo.data.tissue_candidates`), with their class shares.
+    Reads the tissue mask and the truth, no patch.  Deterministic for ``rng``."""
+    from inference.slides import open_slide
+
+    source = open_slide(slide)
+    try:
+        info = source.info
+        l0_patch = make_patch_grid(info, spec).l0_patch
+        tissue = tissue_mask(source)
+        truth = prostate_truth(slide, info.dimensions)
+    finally:
+        source.close()
+    xs, ys = tissue_candidates(info.dimensions, l0_patch, count, rng, tissue, tissue_threshold)
+    fractions = np.array(
+        [
+            truth.label_fractions_in(Rect(int(x), int(y), l0_patch, l0_patch), n_classes)
+            for x, y in zip(xs, ys, strict=True)
+        ],
+        np.float64,
+    ).reshape(-1, n_classes)
+    return Candidates(Path(slide), xs, ys, fractions)
+
+
+def read_patches(
+    candidates: Candidates, chosen: np.ndarray, spec: PatchSpec, slide_index: int = 0
+) -> LabelledPatches:
+    """The ``chosen`` candidates of one slide, read as the engine reads them."""
+    from inference.slides import open_slide
+
+    source = open_slide(candidates.slide)
+    try:
+        grid = make_patch_grid(source.info, spec)
+        reader = make_patch_reader(source, grid, int(spec.patch_size_pixels))
+        out_px = int(spec.patch_size_pixels)
+        rgb = np.empty((len(chosen), out_px, out_px, 3), np.uint8)
+        for i, k in enumerate(chosen):
+            rgb[i] = reader.read_l0(int(candidates.xs[k]), int(candidates.ys[k]))
+    finally:
+        source.close()
+    return LabelledPatches(
+        rgb=rgb,
+        fractions=candidates.fractions[chosen].astype(np.float32),
+        l0_xy=np.stack([candidates.xs[chosen], candidates.ys[chosen]], 1).astype(np.int64),
+        slide_index=np.full(len(chosen), slide_index, np.int64),
+        slides=(candidates.slide,),
+    )
+
+
+def sample_labelled_patches(
+    slides: Sequence[Path],
     spec: PatchSpec,
     count: int,
     n_classes: int,
@@ -119,38 +189,19 @@ def sample_labelled_patches(
     tissue_threshold: float = DEFAULT_TISSUE_THRESHOLD,
     candidates_per_patch: int = 8,
 ) -> LabelledPatches:
-    """Read ``count`` patches with class shares from a synthetic prostate slide, as the
-    engine reads them (see the module).  Deterministic for a given ``rng`` state."""
-    from inference.slides import open_slide
-
-    source = open_slide(slide)
-    try:
-        info = source.info
-        grid = make_patch_grid(info, spec)
-        l0_patch = grid.l0_patch
-        reader = make_patch_reader(source, grid, int(spec.patch_size_pixels))
-        tissue = tissue_mask(source)
-        truth = prostate_truth(slide, info.dimensions)
-        n_cand = max(count * candidates_per_patch, 64)
-        xs, ys = tissue_candidates(info.dimensions, l0_patch, n_cand, rng, tissue, tissue_threshold)
-        fractions = np.array(
-            [
-                truth.label_fractions_in(Rect(int(x), int(y), l0_patch, l0_patch), n_classes)
-                for x, y in zip(xs, ys, strict=True)
-            ],
-            np.float64,
-        ).reshape(-1, n_classes)
-        chosen = balanced_choice(np.argmax(fractions, axis=1), count, n_classes, rng)
-        out_px = int(spec.patch_size_pixels)
-        rgb = np.empty((len(chosen), out_px, out_px, 3), np.uint8)
-        for i, k in enumerate(chosen):
-            rgb[i] = reader.read_l0(int(xs[k]), int(ys[k]))
-    finally:
-        source.close()
-    return LabelledPatches(
-        rgb=rgb,
-        fractions=fractions[chosen].astype(np.float32),
-        l0_xy=np.stack([xs[chosen], ys[chosen]], 1).astype(np.int64),
-        slide_index=np.zeros(len(chosen), np.int64),
-        slides=(Path(slide),),
-    )
+    """Read ``count`` patches with class shares from synthetic prostate slides, as the
+    engine reads them, drawn over all the slides at once so that each class's majority
+    is about equally common (:func:`balanced_choice`).  Deterministic for ``rng``."""
+    per_slide = max(64, count * candidates_per_patch // max(1, len(slides)))
+    pools = [
+        patch_candidates(slide, spec, per_slide, n_classes, rng, tissue_threshold=tissue_threshold)
+        for slide in slides
+    ]
+    fractions = np.concatenate([p.fractions for p in pools])
+    owner = np.concatenate([np.full(len(p.xs), i) for i, p in enumerate(pools)])
+    local = np.concatenate([np.arange(len(p.xs)) for p in pools])
+    chosen = balanced_choice(np.argmax(fractions, axis=1), count, n_classes, rng)
+    parts = [
+        read_patches(pool, local[chosen[owner[chosen] == i]], spec) for i, pool in enumerate(pools)
+    ]
+    return LabelledPatches.concatenate(parts)

@@ -15,6 +15,12 @@ Reproduces the bundled demo models in ``resources/models`` from nothing but code
    (:mod:`inference.models.demo.cards`).  A model folder is built under a hidden name
    and swapped into place when complete.
 
+``--only mil`` makes the slide-level ABMIL head ``demo-tumour-mil`` over the classifier's
+embeddings instead (:mod:`inference.models.demo.mil`).
+``--only prostate`` makes the demo prostate grader ``demo-prostate-grader`` (six classes,
+Gleason/ISUP grading) from synthetic prostate biopsies instead
+(:mod:`inference.models.demo.grader`; target: held-out slide-level kappa 0.8).
+
 Deterministic for a given ``--seed`` and ``--threads``.  Prints progress and a summary;
 exit code 0, or 1 when a model misses its target (AUC 0.9, Dice 0.7) - its folder is
 written anyway so it can be inspected.
@@ -38,7 +44,6 @@ from inference.models.card import load_card
 from inference.models.demo.cards import (
     CLASSIFIER_NAME,
     SEGMENTER_NAME,
-    WEIGHTS_NAME,
     classifier_card,
     replace_folder,
     segmenter_card,
@@ -55,8 +60,8 @@ from inference.models.demo.training import (
     state_as_numpy,
     train_classifier,
     train_segmenter,
+    untrained_model,
 )
-from inference.models.loading import LoadedModel
 
 #: Slides the models learn from (seeds 101..107; two scanned at 0.25 um/px).
 TRAIN_SLIDES: tuple[SlideSpec, ...] = (
@@ -183,28 +188,6 @@ def _training_record(
     }
 
 
-def _untrained(staging: Path, card: dict[str, Any], *, seed: int) -> LoadedModel:
-    """Write ``card`` into the new folder ``staging`` and build its network with fresh
-    weights (seeded), as the loader would present it."""
-    import torch
-
-    from inference.models.architectures import build_architecture
-
-    staging.mkdir(parents=True)
-    write_card(staging, card)
-    loaded_card = load_card(staging)
-    torch.manual_seed(seed)
-    module = build_architecture(loaded_card.architecture, loaded_card.num_classes, loaded_card.task)
-    return LoadedModel(
-        card=loaded_card,
-        module=module,
-        weights_path=staging / WEIGHTS_NAME,
-        sha256="",
-        kind="eager",
-        device=torch.device("cpu"),
-    )
-
-
 def make_classifier(
     out: Path, slides: Sequence[Path], heldout: Path, *, seed: int, threads: int
 ) -> dict[str, Any]:
@@ -227,7 +210,7 @@ def make_classifier(
         cam_target_layer="features.2",
     )
     staging = staging_folder(out, CLASSIFIER_NAME)
-    model = _untrained(staging, classifier_card(**card_args), seed=seed)
+    model = untrained_model(staging, classifier_card(**card_args), seed=seed)
     report = train_classifier(model, patches, recipe.settings, seed=seed, log=_log)
     _log(f"[classifier] trained in {report.seconds:.0f} s ({report.steps} steps)")
     write_model_folder(staging, classifier_card(**card_args), state_as_numpy(model.module))
@@ -285,7 +268,7 @@ def make_segmenter(
         patch_size=recipe.patch_size, spacing_um_px=recipe.spacing_um_px, mean=mean, std=std
     )
     staging = staging_folder(out, SEGMENTER_NAME)
-    model = _untrained(staging, segmenter_card(**card_args), seed=seed)
+    model = untrained_model(staging, segmenter_card(**card_args), seed=seed)
     report = train_segmenter(model, patches, recipe.settings, seed=seed, log=_log)
     _log(f"[segmenter] trained in {report.seconds:.0f} s ({report.steps} steps)")
     write_model_folder(staging, segmenter_card(**card_args), state_as_numpy(model.module))
@@ -356,9 +339,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("classifier", "segmenter"),
+        choices=("classifier", "segmenter", "mil", "prostate"),
         default=None,
-        help="make just one of the two models",
+        help="make just one of the models (mil: the slide-level ABMIL head over the "
+        "classifier's embeddings, see inference.models.demo.mil; prostate: the demo "
+        "prostate grader, see inference.models.demo.grader)",
     )
     return parser
 
@@ -377,11 +362,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="slidelens-train-demo-"))
     started = time.perf_counter()
     try:
+        summaries = []
+        if args.only == "mil":
+            from inference.models.demo.mil import make_mil
+
+            summaries.append(make_mil(out, work, seed=args.seed, threads=threads, log=_log))
+            return _summarise(summaries, args.seed, started)
+        if args.only == "prostate":
+            from inference.models.demo.grader import make_grader
+
+            summaries.append(make_grader(out, work, seed=args.seed, threads=threads, log=_log))
+            return _summarise(summaries, args.seed, started)
         _log(f"writing {len(TRAIN_SLIDES)} training slides and the held-out slide to {work}")
         slides = [make_slide(work, spec) for spec in TRAIN_SLIDES]
         heldout = make_slide(work, HELDOUT_SLIDE)
         _log(f"slides ready in {time.perf_counter() - started:.0f} s; torch threads {threads}")
-        summaries = []
         if args.only in (None, "classifier"):
             summaries.append(make_classifier(out, slides, heldout, seed=args.seed, threads=threads))
         if args.only in (None, "segmenter"):
@@ -389,14 +384,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    return _summarise(summaries, args.seed, started)
+
+
+def _summarise(summaries: Sequence[dict[str, Any]], seed: int, started: float) -> int:
+    """Print what was made; the exit code (1 when a model missed its target)."""
     _log("")
-    _log(f"summary (held-out seed {HELDOUT_SLIDE.seed}, training seed {args.seed}):")
+    _log(f"summary (training seed {seed}):")
     for s in summaries:
-        figures = (
-            f"AUC {s['auc']:.4f}, accuracy {s['accuracy']:.4f}"
-            if "auc" in s
-            else f"Dice {s['dice']:.4f}, IoU {s['iou']:.4f}"
-        )
+        if "slide_auc" in s:
+            figures = (
+                f"held-out slide AUC {s['slide_auc']:.4f}, accuracy {s['slide_accuracy']:.4f}, "
+                f"similarity precision@10 {s['similarity_precision_at_10']:.3f}"
+            )
+        elif "kappa" in s:
+            kappa = "n/a" if s["kappa"] is None else f"{s['kappa']:.4f}"
+            figures = (
+                f"held-out slide kappa {kappa}, lowest class AUC {s['auc']:.4f}, "
+                f"accuracy {s['accuracy']:.4f}"
+            )
+        elif "auc" in s:
+            figures = f"AUC {s['auc']:.4f}, accuracy {s['accuracy']:.4f}"
+        else:
+            figures = f"Dice {s['dice']:.4f}, IoU {s['iou']:.4f}"
         size = sum(p.stat().st_size for p in Path(s["folder"]).iterdir()) / 1e6
         _log(
             f"  {s['name']}: {figures}; sampling {s['sampling_s']:.0f} s, training "

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,6 +83,36 @@ def channel_stats(rgb: np.ndarray) -> tuple[tuple[float, float, float], tuple[fl
 def state_as_numpy(module: torch.nn.Module) -> dict[str, np.ndarray]:
     """A module's state dict as NumPy arrays (for :func:`demo_cards.write_model_folder`)."""
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def untrained_model(staging: Path, card: Mapping[str, Any], *, seed: int) -> LoadedModel:
+    """Write ``card`` into the new folder ``staging`` and build its network with fresh
+    weights (seeded), as the loader would present it."""
+    import torch
+
+    from inference.models.architectures import build_architecture
+    from inference.models.card import load_card
+    from inference.models.demo.cards import WEIGHTS_NAME, write_card
+    from inference.models.loading import LoadedModel
+
+    staging.mkdir(parents=True)
+    write_card(staging, card)
+    loaded_card = load_card(staging)
+    torch.manual_seed(seed)
+    module = build_architecture(
+        loaded_card.architecture,
+        loaded_card.num_classes,
+        loaded_card.task,
+        loaded_card.model_args or None,
+    )
+    return LoadedModel(
+        card=loaded_card,
+        module=module,
+        weights_path=staging / WEIGHTS_NAME,
+        sha256="",
+        kind="eager",
+        device=torch.device("cpu"),
+    )
 
 
 @contextmanager

@@ -9,7 +9,7 @@ thresholded at one half, so truth and pixels agree by construction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -137,11 +137,16 @@ class SynthLayout:
         return (top * (1 - ay) + bottom * ay).astype(np.float32)
 
 
-def make_layout(l0_width: int, l0_height: int, seed: int) -> SynthLayout:
+def make_layout(l0_width: int, l0_height: int, seed: int, tumour_scale: float = 1.0) -> SynthLayout:
     """Two to four tissue islands on glass, most with one or two irregular tumour regions.
 
-    Every layout has some tumour and some tissue that is not tumour.
+    ``tumour_scale`` scales every tumour region's size (1: as drawn; smaller: small
+    tumours; 0: a slide without tumour); the islands are the same for a seed whatever
+    it is.  Every layout with ``tumour_scale > 0`` has some tumour and some tissue that
+    is not tumour.
     """
+    if not 0.0 <= tumour_scale <= 1.0:
+        raise ValueError(f"tumour_scale must be 0 .. 1; got {tumour_scale}")
     rng = np.random.default_rng([seed, 0x5EED])
     d = layout_l0_per_px(l0_width, l0_height)
     lay_w, lay_h = math.ceil(l0_width / d), math.ceil(l0_height / d)
@@ -158,10 +163,17 @@ def make_layout(l0_width: int, l0_height: int, seed: int) -> SynthLayout:
 
     tumour = np.full((lay_h, lay_w), -np.inf, dtype=np.float32)
     tumour_blobs = _place_tumours(rng, islands)
+    if tumour_scale != 1.0:  # same random draws, smaller regions (none at 0)
+        tumour_blobs = [
+            replace(b, l0_radius=b.l0_radius * tumour_scale)
+            for b in tumour_blobs
+            if tumour_scale > 0
+        ]
     for blob in tumour_blobs:
         tumour = np.maximum(tumour, blob.signed_distance(l0_x, l0_y))
     rough_t = smooth_random_field(rng, (lay_h, lay_w), sigma=max(lay_w, lay_h) / 120) - 0.5
-    tumour += rough_t * 0.3 * float(np.mean([b.l0_radius for b in tumour_blobs]))
+    if tumour_blobs:
+        tumour += rough_t * 0.3 * float(np.mean([b.l0_radius for b in tumour_blobs]))
     tumour = np.minimum(tumour, tissue)
 
     edge = _EDGE_PX * d

@@ -1,12 +1,24 @@
-"""``write_synthetic_slide``: a synthetic H&E-like pyramidal TIFF with its tumour ground truth.
+"""``write_synthetic_slide``: a synthetic H&E-like pyramidal TIFF with its ground truth.
 
 The slide is a tiled JPEG TIFF whose levels are consecutive pages (OpenSlide reads it as
 ``generic-tiff``) with resolution tags that state the pixel size.  Level 0 is rendered
 tile by tile on worker threads and streamed to the file; each coarser level (4x
 smaller) is made from the one above it as rows arrive and kept only as JPEG bytes, so
 memory stays small for a 100,000 x 100,000 slide.  Beside ``OUT.tiff`` go
-``OUT.mask.png`` (tumour mask, one pixel per ``l0_per_px`` level-0 pixels, stated in the
-PNG's text) and ``OUT.geojson`` (tumour polygons in level-0 pixels, QuPath-style).
+``OUT.mask.png`` (one pixel per ``l0_per_px`` level-0 pixels, stated in the PNG's text)
+and ``OUT.geojson`` (polygons in level-0 pixels, QuPath-style).
+
+Two kinds of slide (:attr:`SynthParams.kind`):
+
+* ``"tumour"`` (the default): tissue islands with tumour regions
+  (:mod:`inference.slides.synth.layout`, :mod:`inference.slides.synth.render`); the mask
+  is 255 = tumour, 0 = not, the GeoJSON holds "Tumour" polygons.
+* ``"prostate"``: needle biopsy cores with stroma, benign glands and Gleason patterns 3,
+  4 and 5 (:mod:`inference.slides.synth.prostate_layout`,
+  :mod:`inference.slides.synth.prostate_render`); the mask is a label image (PANDA's
+  Radboud values 0-5), the GeoJSON holds one polygon per region named by its class
+  ("Stroma", "Benign", "Gleason 3", ...), and ``OUT.truth.json`` adds the per-class and
+  per-pattern areas, the Gleason score and the ISUP grade group (:func:`prostate_truth`).
 """
 
 from __future__ import annotations
@@ -19,25 +31,60 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from inference.slides.base import MASK_SCALE_KEY
 from inference.slides.synth.layout import SynthLayout, make_layout
+from inference.slides.synth.prostate_layout import (
+    PATTERN_LABELS,
+    PROSTATE_CLASSES,
+    PROSTATE_DISPLAY_NAMES,
+    ProstateLayout,
+    make_prostate_layout,
+)
+from inference.slides.synth.prostate_render import ProstateRenderer
 from inference.slides.synth.render import GLASS_RGB, TileRenderer
 
 #: Coarser levels are 4x smaller, down to a level whose longer side fits in this.
 _COARSEST_SIDE = 512
 _FACTOR = 4
 TUMOUR_CLASS = {"name": "Tumour", "color": [200, 30, 40]}
+#: The TIFF Software tag of every synthetic slide (OpenSlide reports it as
+#: ``tiff.Software``); the demo models' cards recognise their slides by it.
+SYNTH_SOFTWARE = "SlideLens synth"
+#: The kinds of synthetic slide.
+KINDS = ("tumour", "prostate")
+#: Colours of the prostate classes in the GeoJSON (by label).
+_PROSTATE_COLOURS = {
+    1: [150, 200, 150],
+    2: [0, 114, 178],
+    3: [240, 228, 66],
+    4: [230, 159, 0],
+    5: [213, 94, 0],
+}
 
 Progress = Callable[[int, int], None]
 
 
+class _Layout(Protocol):
+    def has_tissue(self, l0_x: int, l0_y: int, width: int, height: int) -> bool: ...
+
+
+class _Renderer(Protocol):
+    @property
+    def layout(self) -> _Layout: ...
+
+    def render(self, l0_x: int, l0_y: int, width: int, height: int) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class SynthParams:
-    """What to make: level-0 size, seed (same seed and size, same slide), pixel size."""
+    """What to make: level-0 size, seed (same seed and size, same slide), pixel size and
+    the kind of slide (:data:`KINDS`).  ``tumour_scale`` (tumour slides): the size of
+    the tumour regions, 1 as drawn, smaller for small tumours, 0 for none."""
 
     width: int
     height: int
@@ -45,6 +92,8 @@ class SynthParams:
     mpp: float = 0.5
     tile: int = 256
     jpeg_quality: int = 85
+    kind: str = "tumour"
+    tumour_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 64 <= self.width <= 2_000_000 or not 64 <= self.height <= 2_000_000:
@@ -57,16 +106,32 @@ class SynthParams:
             raise ValueError(f"tile must be a multiple of 16 in 64 .. 2048; got {self.tile}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1 .. 100; got {self.jpeg_quality}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not 0.0 <= self.tumour_scale <= 1.0:
+            raise ValueError(f"tumour_scale must be 0 .. 1; got {self.tumour_scale}")
 
     @classmethod
     def demo(cls) -> SynthParams:
         """The demo slide: 16 x 12 mm of tissue scanned at 0.5 um/px (20x)."""
         return cls(width=32768, height=24576, seed=2026, mpp=0.5)
 
+    @classmethod
+    def prostate(cls, seed: int = 0, mpp: float = 0.5) -> SynthParams:
+        """A prostate biopsy slide of the default size: 6 x 2 mm (two needle cores)."""
+        width, height = round(PROSTATE_SIZE_UM[0] / mpp), round(PROSTATE_SIZE_UM[1] / mpp)
+        return cls(width=width, height=height, seed=seed, mpp=mpp, kind="prostate")
+
+
+#: The default size of a prostate slide, in micrometres.
+PROSTATE_SIZE_UM = (6144.0, 2048.0)
+
 
 @dataclass(frozen=True)
 class SynthOutput:
-    """The files written and a few facts about the slide."""
+    """The files written and a few facts about the slide.  ``tumour_fraction_of_tissue``
+    counts every Gleason pattern on a prostate slide; ``truth`` is what
+    ``OUT.truth.json`` holds (prostate slides; ``None`` otherwise)."""
 
     slide: Path
     mask: Path
@@ -75,12 +140,20 @@ class SynthOutput:
     mask_l0_per_px: int
     tissue_fraction: float
     tumour_fraction_of_tissue: float
+    truth_json: Path | None = None
+    truth: dict[str, Any] | None = None
 
 
 def truth_paths(slide: Path) -> tuple[Path, Path]:
     """Where the ground truth of a synthetic slide lives: ``(OUT.mask.png, OUT.geojson)``."""
     stem = slide.with_suffix("")
     return stem.with_name(stem.name + ".mask.png"), stem.with_name(stem.name + ".geojson")
+
+
+def truth_json_path(slide: Path) -> Path:
+    """Where the slide-level truth of a synthetic prostate slide lives: ``OUT.truth.json``."""
+    stem = Path(slide).with_suffix("")
+    return stem.with_name(stem.name + ".truth.json")
 
 
 def pyramid_dimensions(width: int, height: int) -> tuple[tuple[int, int], ...]:
@@ -106,7 +179,9 @@ def write_synthetic_slide(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    layout = make_layout(params.width, params.height, params.seed)
+    if params.kind == "prostate":
+        return _write_prostate_slide(path, params, progress, workers)
+    layout = make_layout(params.width, params.height, params.seed, params.tumour_scale)
     renderer = TileRenderer(layout, params.seed, params.mpp)
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     mask_path, geojson_path = truth_paths(path)
@@ -215,10 +290,42 @@ class _CoarseLevel:
             self.coarser.add(_shrink(band))
 
 
+def _write_prostate_slide(
+    path: Path, params: SynthParams, progress: Progress | None, workers: int | None
+) -> SynthOutput:
+    layout = make_prostate_layout(params.width, params.height, params.seed, params.mpp)
+    renderer = ProstateRenderer(layout, params.seed, params.mpp)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    mask_path, geojson_path = truth_paths(path)
+    truth_path = truth_json_path(path)
+    truth = prostate_truth(layout, params)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        dims = _write_pyramid(tmp, params, renderer, workers, progress)
+        _write_label_mask(mask_path, layout)
+        _write_prostate_geojson(geojson_path, layout)
+        _write_text(truth_path, json.dumps(truth, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tissue = layout.tissue_mask
+    return SynthOutput(
+        slide=path,
+        mask=mask_path,
+        geojson=geojson_path,
+        level_dimensions=dims,
+        mask_l0_per_px=layout.l0_per_px,
+        tissue_fraction=float(tissue.mean()),
+        tumour_fraction_of_tissue=float(truth["tumour_fraction_of_tissue"]),
+        truth_json=truth_path,
+        truth=truth,
+    )
+
+
 def _write_pyramid(
     path: Path,
     params: SynthParams,
-    renderer: TileRenderer,
+    renderer: _Renderer,
     workers: int,
     progress: Progress | None,
 ) -> tuple[tuple[int, int], ...]:
@@ -266,6 +373,7 @@ def _write_pyramid(
             "generator": "slidelens synth",
             "seed": params.seed,
             "mpp": params.mpp,
+            "kind": params.kind,
             "note": "synthetic H&E-like tissue, not a real specimen",
         }
     )
@@ -276,7 +384,7 @@ def _write_pyramid(
         compression="jpeg",
         subsampling=(2, 2),
         resolutionunit="CENTIMETER",
-        software="SlideLens synth",
+        software=SYNTH_SOFTWARE,
         metadata=None,
     )
     bigtiff = params.width * params.height * 3 > 2**31
@@ -375,3 +483,93 @@ def _write_geojson(path: Path, layout: SynthLayout) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# -- prostate ground truth -----------------------------------------------------------
+
+
+def prostate_truth(layout: ProstateLayout, params: SynthParams) -> dict[str, Any]:
+    """The slide-level truth of a prostate slide (``OUT.truth.json``), measured on its
+    label mask: the area (mm²) and tissue share of every class, the area of each Gleason
+    pattern and its share of the tumour, and the grade the slide was made to show
+    (``gleason_score`` such as ``"3+4"`` or ``null``, ``isup_grade`` 0-5)."""
+    plan = layout.plan
+    counts = layout.label_counts()
+    px_mm2 = (layout.l0_per_px * params.mpp / 1000.0) ** 2
+    tissue = int(counts[1:].sum())
+    tumour = int(sum(counts[label] for label in PATTERN_LABELS.values()))
+
+    def share(num: int, den: int) -> float:
+        return round(num / den, 6) if den else 0.0
+
+    return {
+        "slidelens_truth": 1,
+        "kind": "prostate",
+        "seed": params.seed,
+        "mpp": params.mpp,
+        "labels": {str(i): name for i, name in enumerate(PROSTATE_CLASSES)},
+        "class_names": list(PROSTATE_CLASSES),
+        "tissue_area_mm2": round(tissue * px_mm2, 6),
+        "class_area_mm2": {
+            name: round(int(counts[i]) * px_mm2, 6) for i, name in enumerate(PROSTATE_CLASSES)
+        },
+        "class_fraction": {
+            name: share(int(counts[i]), tissue) for i, name in enumerate(PROSTATE_CLASSES) if i > 0
+        },
+        "pattern_area_mm2": {
+            str(p): round(int(counts[label]) * px_mm2, 6) for p, label in PATTERN_LABELS.items()
+        },
+        "pattern_fraction_of_tumour": {
+            str(p): share(int(counts[label]), tumour) for p, label in PATTERN_LABELS.items()
+        },
+        "tumour_area_mm2": round(tumour * px_mm2, 6),
+        "tumour_fraction_of_tissue": share(tumour, tissue),
+        "primary_pattern": plan.primary or None,
+        "secondary_pattern": plan.secondary or None,
+        "gleason_score": plan.gleason_score,
+        "isup_grade": plan.isup_grade,
+        "biopsy": True,
+        "note": "synthetic needle biopsy; the grade group is the seed modulo 6",
+    }
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_label_mask(path: Path, layout: ProstateLayout) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(MASK_SCALE_KEY, str(layout.l0_per_px))
+    info.add_text("slidelens:slide_size", f"{layout.l0_width},{layout.l0_height}")
+    meaning = ", ".join(f"{i} = {name}" for i, name in enumerate(PROSTATE_CLASSES))
+    info.add_text("slidelens:meaning", f"label image (PANDA Radboud): {meaning}")
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(layout.labels, mode="L").save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, path)
+
+
+def _write_prostate_geojson(path: Path, layout: ProstateLayout) -> None:
+    features = []
+    for label in range(1, len(PROSTATE_CLASSES)):
+        name = PROSTATE_DISPLAY_NAMES[label]
+        classification = {"name": name, "color": _PROSTATE_COLOURS[label]}
+        polygons = truth_polygons(layout.labels == label, layout.l0_per_px)
+        for i, rings in enumerate(polygons):
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": f"{PROSTATE_CLASSES[label]}-{i}",
+                    "geometry": {"type": "Polygon", "coordinates": rings},
+                    "properties": {
+                        "objectType": "annotation",
+                        "classification": classification,
+                        "name": f"{name} {i + 1} (synthetic ground truth)",
+                    },
+                }
+            )
+    _write_text(path, json.dumps({"type": "FeatureCollection", "features": features}))

@@ -50,9 +50,13 @@ where they are ignored and refused in coordinates and colours.
 Files are untrusted.  Every limit of :class:`GeoJSONLimits` is enforced and every
 problem raises one :class:`AnnotationFileError` whose message names the file and the
 problem (``feature 12: polygon ring has 2 positions; a ring needs at least 4``).
-Features are numbered from 1 in file order.  Well-formed features that cannot be
-represented (``GeometryCollection``, ``MultiLineString``, no geometry, other object
-types) are skipped and counted in :attr:`ImportResult.skipped`.
+Features are numbered from 1 in file order.  A feature keeps its UUID ``id``; a
+feature whose ``id`` is not a UUID (``"tumour-0"``), or that has none, gets a UUID
+derived from that id or from its content, so reading a file twice gives the same ids
+(``viewer.annotations.import_plan`` then sees what is already on the slide).
+Well-formed features that cannot be represented (``GeometryCollection``,
+``MultiLineString``, no geometry, other object types) are skipped and counted in
+:attr:`ImportResult.skipped`.
 
 Modules: :mod:`~.common` (format constants, :class:`GeoJSONLimits`,
 :class:`AnnotationFileError`, :class:`ImportResult`), :mod:`~.writer` (writing),

@@ -34,6 +34,8 @@ from viewer.annotations.geojson.values import ValueParser, json_type, short
 from viewer.annotations.model import Annotation, AnnotationKind, Point, new_id
 
 _NOT_A_DOCUMENT = "expected a GeoJSON FeatureCollection, a Feature or a list of features"
+#: The namespace of ids derived from a feature without a UUID (``uuid5``).
+DERIVED_IDS = uuid.UUID("5f0c4a8e-6d3b-4b7e-9a41-2c9d3e1f7a60")
 
 
 class DocumentParser(ValueParser):
@@ -243,7 +245,7 @@ class DocumentParser(ValueParser):
         if not shapes:
             return []
 
-        first_id = self.identifier(item.get("id"))
+        first_id = self.identifier(item.get("id"), item)
         out = []
         for k, (shape_kind, points, holes) in enumerate(shapes):
             try:
@@ -251,7 +253,7 @@ class DocumentParser(ValueParser):
                     kind=shape_kind,
                     l0_points=points,
                     l0_holes=holes,
-                    id=first_id if k == 0 else new_id(),
+                    id=first_id if k == 0 else self.fresh(f"{first_id}/part {k}"),
                     **meta,
                 )
             except ValueError as exc:
@@ -291,16 +293,27 @@ class DocumentParser(ValueParser):
                 hint = AnnotationKind(raw_kind)
         return {"name": name, "classification": cls, "note": note, "hint": hint}
 
-    def identifier(self, value: object) -> str:
-        """The feature's UUID if it has a fresh one, else a new id."""
+    def identifier(self, value: object, item: dict[str, Any]) -> str:
+        """The feature's id: its UUID; else one derived from the id it has (``"tumour-0"``)
+        or, without one, from its content, so that a file read twice gives the same ids
+        (an import can then tell what is already on the slide).  An id met before in the
+        file gets a new one."""
         if isinstance(value, str) and len(value) <= 64:
             try:
                 text = str(uuid.UUID(value))
             except ValueError:
-                return new_id()
-            if text not in self.ids:
-                return text
-        return new_id()
+                pass
+            else:
+                return text if text not in self.ids else new_id()
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return self.fresh(f"id {value}")
+        return self.fresh("content " + json.dumps(item, sort_keys=True, default=str))
+
+    def fresh(self, seed: str) -> str:
+        """The UUID derived from ``seed`` (:data:`DERIVED_IDS`), or a new one when the
+        file already gave it."""
+        derived = str(uuid.uuid5(DERIVED_IDS, seed))
+        return derived if derived not in self.ids else new_id()
 
 
 def parse_geojson(

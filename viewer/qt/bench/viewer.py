@@ -20,10 +20,12 @@ from PySide6.QtWidgets import QApplication
 from inference.core.geometry import TileGrid
 from inference.slides import SlideSource, open_slide
 from viewer.app import create_app
+from viewer.qt.canvas.adjusted_tiles import AdjustedTiles
 from viewer.qt.canvas.tile_bridge import DecodedTile
 from viewer.qt.main_window import MainWindow
 from viewer.runtime import tune_for_interaction
 from viewer.settings import Settings
+from viewer.tiles.adjustment import NEUTRAL, DisplayAdjustment
 from viewer.tiles.cache import TileCache
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TILE_SIZE
@@ -40,6 +42,12 @@ class ViewerBenchConfig:
     tour_seconds: float = 10.0
     cache_mb: int = 512
     window_size: tuple[int, int] = (1600, 1000)
+    #: The display adjustment in effect for the whole run (tour and tile pipeline).
+    adjustment: DisplayAdjustment = NEUTRAL
+
+
+#: What the bench switches to after the tour to time a change of the adjustment.
+_CHANGE_TO = DisplayAdjustment(brightness=0.05, contrast=1.3, gamma=0.85)
 
 
 def _level0_tiles(source: SlideSource, n_tiles: int) -> list[tuple[int, int, int, int]]:
@@ -235,9 +243,9 @@ def run_viewer_bench(config: ViewerBenchConfig, log: TextIO | None = None) -> di
     paints_before = window.canvas.paint_count
     start = time.perf_counter()
     window.open_path(config.slide)
-    _wait_until(
-        app, lambda: window.current is not None and window.canvas.paint_count > paints_before, 30
-    )
+    _wait_until(app, lambda: window.current is not None, 30)
+    window.display.model.set(config.adjustment)  # a new slide starts as scanned
+    _wait_until(app, lambda: window.canvas.paint_count > paints_before, 30)
     first_coarse = time.perf_counter() - start
     _wait_until(app, window.canvas.visible_tiles_ready, 30)
     painted = window.canvas.paint_count
@@ -252,6 +260,8 @@ def run_viewer_bench(config: ViewerBenchConfig, log: TextIO | None = None) -> di
     tour_cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     heartbeat.stop()
     lateness = np.asarray(heartbeat.lateness_ms[1:] or [0.0])
+    change_ms, change_reads = _change_adjustment(app, window, config.adjustment)
+    say(f"changing the adjustment: repaint {change_ms:.1f} ms, {change_reads} tiles read")
     rss, peak = _rss_mb()
     paints = window.canvas.paint_count
     stats = window.bridge.scheduler.stats
@@ -268,6 +278,9 @@ def run_viewer_bench(config: ViewerBenchConfig, log: TextIO | None = None) -> di
         pipe_rates.append(_pipeline_rate(config.slide, tiles, config.threads))
     raw, pipeline = float(np.median(raw_rates)), float(np.median(pipe_rates))
     say(f"raw {raw:.0f} tiles/s, pipeline {pipeline:.0f} tiles/s")
+    shown = _CHANGE_TO if config.adjustment.is_identity else config.adjustment
+    read_ms, adjust_ms = _adjust_cost_ms(config.slide, tiles[:300], shown)
+    say(f"a tile through the display adjustment: {adjust_ms:.3f} ms (read: {read_ms:.2f} ms)")
 
     result: dict[str, object] = {
         "slide": str(config.slide),
@@ -278,6 +291,11 @@ def run_viewer_bench(config: ViewerBenchConfig, log: TextIO | None = None) -> di
         "raw_tiles_per_s": round(raw, 1),
         "pipeline_tiles_per_s": round(pipeline, 1),
         "reader_ratio": round(pipeline / raw, 3),
+        # what the GUI thread spends on a tile under a display adjustment (once per
+        # tile and adjustment), against reading and decoding it, measured alike
+        "adjust_tile_ms": round(adjust_ms, 4),
+        "read_tile_ms": round(read_ms, 3),
+        "adjust_vs_read_ratio": round(adjust_ms / read_ms, 4),
         "first_coarse_frame_s": round(first_coarse, 3),
         "first_sharp_frame_s": round(first_sharp, 3),
         "pan_stall_p99_ms": round(float(np.percentile(lateness, 99)), 2),
@@ -295,5 +313,55 @@ def run_viewer_bench(config: ViewerBenchConfig, log: TextIO | None = None) -> di
         "peak_rss_mb": round(peak, 1),
         "cache_cap_mb": config.cache_mb,
         "cache_used_mb": round(cache_used_mb, 1),
+        "display_adjustment": (
+            None if config.adjustment.is_identity else config.adjustment.to_dict()
+        ),
+        # one change of the adjustment with the view settled: the repaint it costs the
+        # GUI thread (every visible tile through the lookup table once) and the tiles
+        # it read from the slide (none: decoded tiles are kept as read)
+        "adjust_change_repaint_ms": round(change_ms, 2),
+        "adjust_change_tiles_read": change_reads,
     }
     return result
+
+
+def _adjust_cost_ms(
+    slide: Path, tiles: list[tuple[int, int, int, int]], adjustment: DisplayAdjustment
+) -> tuple[float, float]:
+    """Median milliseconds to read and decode one level-0 tile, and to make its adjusted
+    copy (as the canvas does when it paints it), one thread, over ``tiles``."""
+    source = open_slide(slide)
+    copies = AdjustedTiles(capacity_bytes=2**40)
+    read: list[float] = []
+    adjust: list[float] = []
+    try:
+        for n, (x, y, w, h) in enumerate(tiles):
+            start = time.perf_counter()
+            tile = DecodedTile(source.read_region_bgrx(0, x, y, w, h))
+            mid = time.perf_counter()
+            copies.image(TileKey("bench", 0, n, 0), tile, adjustment)
+            read.append(mid - start)
+            adjust.append(time.perf_counter() - mid)
+    finally:
+        source.close()
+    return float(np.median(read)) * 1000, float(np.median(adjust)) * 1000
+
+
+def _change_adjustment(
+    app: QApplication, window: MainWindow, current: DisplayAdjustment
+) -> tuple[float, int]:
+    """Settle, then change the display adjustment and repaint once: the milliseconds of
+    that repaint and the tiles read from the slide because of the change."""
+    scheduler = window.bridge.scheduler
+    _wait_until(app, window.canvas.visible_tiles_ready, 30)
+    scheduler.wait_idle(30)
+    app.processEvents()
+    loaded = scheduler.stats.loaded
+    target = NEUTRAL if current == _CHANGE_TO else _CHANGE_TO
+    start = time.perf_counter()
+    window.display.model.set(target)
+    window.canvas.repaint()
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    app.processEvents()
+    scheduler.wait_idle(30)
+    return elapsed_ms, scheduler.stats.loaded - loaded

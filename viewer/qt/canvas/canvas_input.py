@@ -1,18 +1,21 @@
 """Mouse, wheel and keyboard input on the slide canvas.
 
-The active tool sees a mouse or key event first; what it does not use pans and zooms
-the view: drag to pan, wheel to zoom about the cursor, double-click to zoom in (Shift:
-out), arrow keys to pan, ``+``/``-`` to zoom, ``0`` to fit, Esc to put the tool away.
+The legend is dragged with the left button to any corner (it snaps to the corner of
+the quarter it is dropped in).  Otherwise the active tool sees a mouse or key event
+first; what it does not use pans and zooms the view: drag to pan, wheel to zoom about
+the cursor, double-click to zoom in (Shift: out), arrow keys to pan, ``+``/``-`` to
+zoom, ``0`` to fit, Esc to put the tool away.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 
 from inference.slides import SlideSource
+from viewer.export.corners import Corner, nearest_corner
 from viewer.qt.canvas.tools import CanvasTool, ToolCanvas
 
 #: Wheel zoom per notch (120 units of angle delta).
@@ -30,9 +33,21 @@ class InputCanvas(ToolCanvas, Protocol):
     @property
     def tool(self) -> CanvasTool | None: ...
 
+    legend_drag_pos: QPointF | None
+
     def setCursor(self, cursor: Qt.CursorShape, /) -> None: ...
 
     def unsetCursor(self) -> None: ...
+
+    def legend_scr_rect(self) -> QRectF | None: ...
+
+    def set_legend_corner(self, corner: Corner) -> None: ...
+
+    def width(self) -> int: ...
+
+    def height(self) -> int: ...
+
+    def update(self) -> None: ...
 
 
 class CanvasInput:
@@ -45,6 +60,8 @@ class CanvasInput:
     def __init__(self, canvas: InputCanvas) -> None:
         self._canvas = canvas
         self._drag_from: QPointF | None = None
+        #: While the legend is dragged: the pointer's offset from its top-left corner.
+        self._legend_grab: QPointF | None = None
 
     def wheel(self, event: QWheelEvent) -> None:
         notches = event.angleDelta().y() / 120.0
@@ -55,6 +72,16 @@ class CanvasInput:
 
     def press(self, event: QMouseEvent) -> bool:
         canvas = self._canvas
+        legend = canvas.legend_scr_rect()
+        if (
+            event.button() == Qt.MouseButton.LeftButton
+            and legend is not None
+            and legend.contains(event.position())
+        ):
+            self._legend_grab = event.position() - legend.topLeft()
+            canvas.legend_drag_pos = legend.topLeft()
+            canvas.setCursor(Qt.CursorShape.ClosedHandCursor)
+            return True
         tool = canvas.tool
         if tool is not None and canvas.source is not None and tool.press(canvas, event):
             return True
@@ -66,7 +93,10 @@ class CanvasInput:
     def move(self, event: QMouseEvent) -> None:
         canvas = self._canvas
         tool = canvas.tool
-        if self._drag_from is not None:
+        if self._legend_grab is not None:
+            canvas.legend_drag_pos = event.position() - self._legend_grab
+            canvas.update()
+        elif self._drag_from is not None:
             pos = event.position()
             delta = pos - self._drag_from
             self._drag_from = pos
@@ -76,9 +106,29 @@ class CanvasInput:
                 tool.hover(canvas, event)
             else:
                 tool.move(canvas, event)
+        elif event.buttons() == Qt.MouseButton.NoButton:
+            legend = canvas.legend_scr_rect()
+            if legend is not None and legend.contains(event.position()):
+                canvas.setCursor(Qt.CursorShape.OpenHandCursor)  # it can be dragged
+            else:
+                canvas.unsetCursor()
 
     def release(self, event: QMouseEvent) -> bool:
         canvas = self._canvas
+        if self._legend_grab is not None:
+            self._legend_grab = None
+            dropped = canvas.legend_scr_rect()
+            canvas.legend_drag_pos = None
+            if dropped is not None:
+                centre = dropped.center()
+                corner = nearest_corner(centre.x(), centre.y(), canvas.width(), canvas.height())
+                canvas.set_legend_corner(corner)
+            canvas.update()
+            if canvas.tool is None:
+                canvas.unsetCursor()
+            else:
+                canvas.setCursor(canvas.tool.cursor)
+            return True
         tool = canvas.tool
         if self._drag_from is None and tool is not None and tool.release(canvas, event):
             return True

@@ -18,19 +18,22 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, overload
 
 import numpy as np
-from PySide6.QtCore import QObject, QRect, QRectF, Qt
+from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QRegion
 from PySide6.QtWidgets import QWidget
 
 from inference.core.geometry import Rect, ViewTransform, dev_to_scr, scr_to_dev
 from inference.slides import SlideSource
+from viewer.export.corners import Box, Corner, place_in_corner
 from viewer.export.legend_render import render_legends
-from viewer.export.scale_bar_render import bottom_left, bottom_right, render_scale_bar
+from viewer.export.scale_bar_render import bottom_left, render_scale_bar
 from viewer.layers.base import LayerStack
 from viewer.layers.legend import Legend
+from viewer.qt.canvas.adjusted_tiles import AdjustedTiles
 from viewer.qt.canvas.layer_painters import LayerPainter
-from viewer.qt.canvas.tile_bridge import DecodedTile, TileBridge
+from viewer.qt.canvas.tile_bridge import DecodedTile, TileBridge, adjusted_image
 from viewer.qt.canvas.tools import CanvasTool, ToolCanvas
+from viewer.tiles.adjustment import DisplayAdjustment
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TileGridSet, ViewPlan
 
@@ -69,11 +72,23 @@ class PaintedCanvas(ToolCanvas, Protocol):
     def show_scale_bar(self) -> bool: ...
 
     @property
+    def adjustment(self) -> DisplayAdjustment:
+        """Brightness, contrast and gamma the slide's pixels are shown with."""
+
+    @property
     def mpp(self) -> float | None:
         """µm per level-0 pixel the scale bar uses (``None``: unknown, bar in px)."""
 
     @property
     def show_legend(self) -> bool: ...
+
+    @property
+    def legend_corner(self) -> Corner:
+        """The corner the legend sits in (the user drags it to another)."""
+
+    @property
+    def legend_drag_pos(self) -> QPointF | None:
+        """While the legend is dragged: its top-left corner in screen px."""
 
     @property
     def moving(self) -> bool:
@@ -157,6 +172,16 @@ def _corner_scr_rect(
     )
 
 
+def _dev_box(rect: QRect | QRectF, ratio: float) -> Box:
+    """A screen rectangle in device px, ``(x, y, w, h)``."""
+    return (
+        scr_to_dev(rect.x(), ratio),
+        scr_to_dev(rect.y(), ratio),
+        scr_to_dev(rect.width(), ratio),
+        scr_to_dev(rect.height(), ratio),
+    )
+
+
 def _rgba_to_qimage(rgba: np.ndarray) -> QImage | None:
     """An owning QImage of a straight-alpha RGBA array (``None`` for an empty one)."""
     if rgba.size == 0:
@@ -180,6 +205,14 @@ class CanvasPainter:
         self._legend_image: QImage | None = None
         self._scale_bar_key: tuple[float, float | None, float] | None = None
         self._scale_bar_image: QImage | None = None
+        #: The tiles on screen under the display adjustment (made as they are painted).
+        self.adjusted = AdjustedTiles()
+        #: The thumbnail under the display adjustment, with what it was made from.
+        self._thumbnail: tuple[QImage | None, DisplayAdjustment | None, QImage | None] = (
+            None,
+            None,
+            None,
+        )
         self._paint_transform: ViewTransform | None = None
         self.paint_count = 0
         #: ``time.perf_counter()`` of the last paint, and of the last with every tile sharp.
@@ -264,10 +297,38 @@ class CanvasPainter:
         if canvas.show_scale_bar and self._scale_bar_image is not None:
             bar = _corner_scr_rect(bottom_left, canvas, self._scale_bar_image)
             rects.append(bar.toAlignedRect())
-        if canvas.show_legend and self._legend_image is not None:
-            legend = _corner_scr_rect(bottom_right, canvas, self._legend_image)
+        legend = self.legend_scr_rect()
+        if legend is not None:
             rects.append(legend.toAlignedRect())
         return rects
+
+    def legend_scr_rect(self) -> QRectF | None:
+        """Where the legend is on screen (``None`` when none is shown): in the canvas's
+        ``legend_corner``, moved past the scale bar and the child widgets (the overview
+        map) in that corner, or under the pointer while it is dragged."""
+        canvas = self._canvas
+        image = self._legend_image
+        if not canvas.show_legend or image is None or canvas.source is None:
+            return None
+        ratio = self._ratio()
+        scr_w, scr_h = dev_to_scr(image.width(), ratio), dev_to_scr(image.height(), ratio)
+        drag = canvas.legend_drag_pos
+        if drag is not None:
+            return QRectF(drag.x(), drag.y(), scr_w, scr_h)
+        taken: list[Box] = [
+            _dev_box(child.geometry(), ratio)
+            for child in canvas.children()
+            if isinstance(child, QWidget) and child.isVisible()
+        ]
+        if canvas.show_scale_bar and self._scale_bar_image is not None:
+            bar = _corner_scr_rect(bottom_left, canvas, self._scale_bar_image)
+            taken.append(_dev_box(bar, ratio))
+        dev_w = round(scr_to_dev(canvas.width(), ratio))
+        dev_h = round(scr_to_dev(canvas.height(), ratio))
+        dev_x, dev_y = place_in_corner(
+            canvas.legend_corner, dev_w, dev_h, image.width(), image.height(), ratio, taken
+        )
+        return QRectF(dev_to_scr(dev_x, ratio), dev_to_scr(dev_y, ratio), scr_w, scr_h)
 
     # -- painting ---------------------------------------------------------------------
     def paint(self, painter: QPainter, region: QRegion) -> None:
@@ -321,8 +382,9 @@ class CanvasPainter:
             self._legend_key = (legends, ratio)
             self._legend_image = _hidpi_image(render_legends(legends, ratio), ratio)
         image = self._legend_image
-        if image is not None:
-            painter.drawImage(_corner_scr_rect(bottom_right, canvas, image), image)
+        target = self.legend_scr_rect()
+        if image is not None and target is not None:
+            painter.drawImage(target, image)
 
     def _paint_scale_bar(self, painter: QPainter) -> None:
         canvas = self._canvas
@@ -353,12 +415,13 @@ class CanvasPainter:
         missing: list[tuple[int, int]] = []
         ready: list[tuple[QRectF, QImage]] = []
         for t_col, t_row in plan.visible:
-            tile = cache.get(TileKey(source_id, plan.level, t_col, t_row))
+            key = TileKey(source_id, plan.level, t_col, t_row)
+            tile = cache.get(key)
             target = self._tile_scr_rect(plan.level, t_col, t_row)
             if isinstance(tile, DecodedTile):
                 # after a pan only the strips that came into view are painted
                 if region.intersects(target.toAlignedRect()):
-                    ready.append((target, tile.image))
+                    ready.append((target, self.adjusted.image(key, tile, canvas.adjustment)))
             else:
                 missing.append((t_col, t_row))
         self.last_paint_time = time.perf_counter()
@@ -416,7 +479,8 @@ class CanvasPainter:
         if need_thumbnail is not None and canvas.thumbnail is not None:
             self._paint_thumbnail(painter, need_thumbnail)
         for key, tile in stand_ins.items():
-            painter.drawImage(self._tile_scr_rect(key.level, key.t_col, key.t_row), tile.image)
+            image = self.adjusted.image(key, tile, canvas.adjustment)
+            painter.drawImage(self._tile_scr_rect(key.level, key.t_col, key.t_row), image)
 
     def _paint_thumbnail(self, painter: QPainter, l0_area: Rect) -> None:
         """The thumbnail over a level-0 area of the slide (and of the screen)."""
@@ -433,4 +497,13 @@ class CanvasPainter:
             return
         sx, sy = thumbnail.width() / l0_w, thumbnail.height() / l0_h
         source_rect = QRectF(area.x * sx, area.y * sy, area.w * sx, area.h * sy)
-        painter.drawImage(self.scr_rect(area), thumbnail, source_rect)
+        painter.drawImage(self.scr_rect(area), self._shown_thumbnail(thumbnail), source_rect)
+
+    def _shown_thumbnail(self, thumbnail: QImage) -> QImage:
+        """The thumbnail under the canvas's display adjustment (made once per change)."""
+        adjustment = self._canvas.adjustment
+        made_from, made_for, shown = self._thumbnail
+        if made_from is not thumbnail or made_for != adjustment or shown is None:
+            shown = adjusted_image(thumbnail, adjustment)
+            self._thumbnail = (thumbnail, adjustment, shown)
+        return shown

@@ -10,7 +10,7 @@ pixel, and what it paints is what an export of the view at that ratio shows."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import QWidget
 
 from inference.core.geometry import ViewTransform, magnification_at
 from inference.slides import SlideSource
+from viewer.export.corners import DEFAULT_LEGEND_CORNER, Corner
 from viewer.export.scene import layer_legends
 from viewer.layers.base import LayerStack
 from viewer.layers.legend import Legend
@@ -35,6 +36,7 @@ from viewer.qt.canvas.canvas_input import CanvasInput
 from viewer.qt.canvas.canvas_painter import CanvasPainter, OverlayPainter
 from viewer.qt.canvas.tile_bridge import TileBridge
 from viewer.qt.canvas.tools import CanvasTool
+from viewer.tiles.adjustment import NEUTRAL, DisplayAdjustment
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TileGridSet, ViewPlan, plan_view
 from viewer.tiles.viewport import ViewportModel
@@ -61,6 +63,7 @@ class SlideCanvas(QWidget):
     cursor_left = Signal()
     view_changed = Signal()
     tool_changed = Signal(object)  # the active CanvasTool or None
+    legend_moved = Signal(str)  # the corner the user dragged the legend to
 
     def __init__(self, bridge: TileBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +77,8 @@ class SlideCanvas(QWidget):
         self.thumbnail: QImage | None = None
         self.plan: ViewPlan | None = None
         self.show_scale_bar = True
+        #: Brightness, contrast and gamma of the slide's pixels (:meth:`set_adjustment`).
+        self.adjustment: DisplayAdjustment = NEUTRAL
         #: µm per level-0 pixel for the scale bar and magnification: the slide's own
         #: (set with the slide), or the effective one the window gives (:meth:`set_mpp`).
         self.mpp: float | None = None
@@ -84,6 +89,10 @@ class SlideCanvas(QWidget):
         self.overlay_painters: list[OverlayPainter] = []
         self.tool: CanvasTool | None = None
         self.show_legend = True
+        #: The corner the legend sits in; the user drags it to another (``legend_moved``).
+        self.legend_corner: Corner = DEFAULT_LEGEND_CORNER
+        #: While the legend is dragged: its top-left corner in screen px.
+        self.legend_drag_pos: QPointF | None = None
         #: The view changed in the last moments: paint fast, then once smoothly.
         self.moving = False
         self._settle_timer = QTimer(self)
@@ -131,6 +140,13 @@ class SlideCanvas(QWidget):
         self.sync_device_pixel_ratio()
         self.viewport.resize(self.width(), self.height())
         self.viewport.set_slide_size(*source.info.dimensions, source.info.l0_bounds)
+
+    def set_adjustment(self, adjustment: DisplayAdjustment) -> None:
+        """Show the slide's pixels under ``adjustment``: the tiles painted next go
+        through its lookup table (see :mod:`adjusted_tiles`); none is read again."""
+        if adjustment != self.adjustment:
+            self.adjustment = adjustment
+            self.update()
 
     def set_mpp(self, mpp: float | None) -> None:
         """The pixel size to show the slide with (e.g. one the user typed for a slide
@@ -264,6 +280,17 @@ class SlideCanvas(QWidget):
         painter = QPainter(self)
         self._painter.paint(painter, event.region())
         painter.end()
+
+    def legend_scr_rect(self) -> QRectF | None:
+        """Where the legend is on screen, as last painted (``None``: none shown)."""
+        return self._painter.legend_scr_rect()
+
+    def set_legend_corner(self, corner: Corner) -> None:
+        """Put the legend in ``corner``; emits ``legend_moved`` when it moved."""
+        if corner != self.legend_corner:
+            self.legend_corner = corner
+            self.legend_moved.emit(corner)
+        self.update()
 
     def legends(self) -> tuple[Legend, ...]:
         """Legends of the visible layers that have one, top layer first (what an

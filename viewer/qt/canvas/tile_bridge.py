@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from inference.slides import SlideSource
+from viewer.tiles.adjustment import DisplayAdjustment
 from viewer.tiles.cache import TileCache
 from viewer.tiles.keys import TileKey
 from viewer.tiles.planner import TileGridSet
@@ -26,22 +27,46 @@ READER_NICENESS = 4
 DEFAULT_CACHE_MB = 512
 
 
+def bgrx_image(bgrx: np.ndarray) -> QImage:
+    """A ``Format_RGB32`` QImage that borrows ``bgrx``'s memory (keep the array alive)."""
+    h, w = bgrx.shape[:2]
+    return QImage(bgrx.data, w, h, 4 * w, QImage.Format.Format_RGB32)
+
+
 class DecodedTile:
     """A tile ready to paint: a ``Format_RGB32`` QImage over pixels this object keeps alive.
 
     The QImage borrows the array's memory (no copy), so the two live and die together.
+    The pixels are kept as read: a display adjustment is applied to a copy when the tile
+    is painted (see :mod:`viewer.qt.canvas.adjusted_tiles`), never to these.
     """
 
-    __slots__ = ("_pixels", "image")
+    __slots__ = ("__weakref__", "_pixels", "image")
 
     def __init__(self, bgrx: np.ndarray) -> None:
         self._pixels = np.ascontiguousarray(bgrx)
-        h, w = self._pixels.shape[:2]
-        self.image = QImage(self._pixels.data, w, h, 4 * w, QImage.Format.Format_RGB32)
+        self.image = bgrx_image(self._pixels)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The decoded ``(h, w, 4)`` BGRX pixels (the QImage's memory: do not write)."""
+        return self._pixels
 
     @property
     def nbytes(self) -> int:
         return int(self._pixels.nbytes)
+
+
+def adjusted_image(image: QImage, adjustment: DisplayAdjustment) -> QImage:
+    """An owning copy of ``image`` under ``adjustment`` (``image`` itself for none);
+    for the thumbnail, which stands in for tiles not yet read."""
+    if adjustment.is_identity or image.isNull():
+        return image
+    rgb32 = image.convertToFormat(QImage.Format.Format_RGB32)
+    w, h = rgb32.width(), rgb32.height()
+    rows = np.frombuffer(rgb32.constBits(), np.uint8, rgb32.sizeInBytes())
+    bgrx = rows.reshape(h, rgb32.bytesPerLine())[:, : 4 * w].reshape(h, w, 4)
+    return bgrx_image(adjustment.apply(bgrx)).copy()
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:

@@ -5,7 +5,10 @@ The main window tells this controller when a slide opens or closes; everything e
 (docks, actions, worker messages) is wired here.  Closing a slide cancels what was
 asked for it (model jobs, cache restores, ground truth and tissue masks being read).
 A slide that states no pixel size runs models at the one the user typed for it
-(asked once per slide, see :mod:`viewer.pixel_size`).
+(asked once per slide, see :mod:`viewer.pixel_size`).  A model that is not for
+diagnosis, or a slide outside a model's domain, is asked about once per slide and
+model in a session (see :mod:`inference.models.domain`).  How result layers are shown
+is remembered per slide (:mod:`viewer.layer_memory`) and so is the legend's corner.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox
 
 from inference.core.geometry import Rect
+from inference.models.card import ModelError, load_card
+from inference.models.domain import check_domain
+from viewer.export.corners import as_corner
+from viewer.layer_memory import LayerSettingsStore
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
 from viewer.qt.actions import make_action
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.controllers.inference_jobs import InferenceJobs, JobSpec, Scope
+from viewer.qt.controllers.layer_keeper import LayerSettingsKeeper
 from viewer.qt.controllers.reference_layers import ReferenceLayers
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.messages import show_warning
@@ -62,8 +70,15 @@ class AnalysisController(QObject):
         self.opened: OpenedSlide | None = None
         self.worker = InferenceWorker(self)
         self.jobs = InferenceJobs(self.worker, canvas.layers, cache_folder, self)
+        self.jobs.remembered = LayerSettingsStore()
+        self.layer_keeper = LayerSettingsKeeper(canvas.layers, self.jobs.remembered, self)
         self.last_error: str | None = None
         self._message_box: QMessageBox | None = None
+        #: (slide source_id, model folder) pairs the user chose to run anyway although
+        #: the model is not for diagnosis or the slide is outside its domain.
+        self._domain_answers: set[tuple[str, str]] = set()
+        canvas.legend_corner = as_corner(settings.legend_corner)
+        canvas.legend_moved.connect(self._remember_legend_corner)
 
         self.models_panel = ModelsPanel(settings.model_folders)
         self.layers_panel = LayersPanel(canvas.layers)
@@ -177,12 +192,14 @@ class AnalysisController(QObject):
         self.metrics_panel.set_slide(opened.source)
         self._on_pixel_size_changed()
         self.jobs.set_slide(opened.tag)
-        self.jobs.restore_cached(opened.tag)
+        self.layer_keeper.set_slide(opened.source.info.source_id, opened.path.name)
+        self.jobs.restore_cached(opened.tag, opened.source)
         self._update_actions()
 
     def slide_closed(self) -> None:
         if self.canvas.tool is not None:
             self.canvas.set_tool(None)
+        self.layer_keeper.set_slide(None)
         self.jobs.forget_slide()
         self.references.slide_closed()
         self.canvas.layers.clear()
@@ -196,6 +213,7 @@ class AnalysisController(QObject):
         QTimer.singleShot(0, self.jobs.warm_up)
 
     def shutdown(self) -> None:
+        self.layer_keeper.set_slide(None)
         self.jobs.cancel_all()
         self.worker.stop()
 
@@ -246,6 +264,8 @@ class AnalysisController(QObject):
             mpp_override = dialogs.require_slide_mpp(self.window, self.pixel_size)
             if mpp_override is None:
                 return None
+        if not self._domain_accepted(folder):
+            return None
         spec = JobSpec(
             slide_path=self.opened.path,
             source_id=info.source_id,
@@ -259,6 +279,34 @@ class AnalysisController(QObject):
             opening=self.opened.opening,
         )
         return self.jobs.submit(spec)
+
+    def _domain_accepted(self, folder: Path) -> bool:
+        """Whether the model in ``folder`` may run on the open slide: yes, unless its
+        card says the slide is outside its domain (or it is not for diagnosis and its
+        card cannot tell), and the user, asked once per slide and model, cancels."""
+        assert self.opened is not None
+        info = self.opened.source.info
+        try:
+            card = load_card(folder)
+        except ModelError:
+            return True  # the job reports what is wrong with the card
+        check = check_domain(card.name, card.domain, info.properties)
+        key = (info.source_id, str(folder.resolve()))
+        if not check.asks or key in self._domain_answers:
+            return True
+        if not dialogs.confirm_outside_domain(self.window, check, info.path.name):
+            self.window.statusBar().showMessage(
+                f"{card.name} was not run on {info.path.name}", 6000
+            )
+            return False
+        self._domain_answers.add(key)
+        return True
+
+    def _remember_legend_corner(self, corner: str) -> None:
+        from viewer.settings import save_settings
+
+        self.settings.legend_corner = as_corner(corner)
+        save_settings(self.settings)
 
     def _on_pixel_size_changed(self, *_: object) -> None:
         """Metrics in µm² once the open slide has a pixel size (typed or changed)."""
@@ -308,7 +356,7 @@ class AnalysisController(QObject):
     # -- cursor -----------------------------------------------------------------------
     def update_values(self, l0_x: float, l0_y: float) -> None:
         """Show what the visible heatmaps say under the cursor, top layer first."""
-        parts: list[str] = []
+        found: list[tuple[HeatmapLayer, str]] = []
         for layer in reversed(list(self.canvas.layers)):
             if not (isinstance(layer, HeatmapLayer) and layer.visible):
                 continue
@@ -316,9 +364,15 @@ class AnalysisController(QObject):
             if values is None:
                 continue
             text = ", ".join(f"{name} {value:.2f}" for name, value in values.items())
-            parts.append(text)
-            if len(parts) == MAX_HOVER_LAYERS:
+            found.append((layer, text))
+            if len(found) == MAX_HOVER_LAYERS:
                 break
+        names = [layer.short_name for layer, _ in found]
+        parts = [
+            # two layers of one model are told apart by where they were computed
+            f"{_hover_name(layer, names.count(name) > 1)}: {text}"
+            for (layer, text), name in zip(found, names, strict=True)
+        ]
         self.values_label.setText("  |  ".join(parts))
 
     # -- messages ---------------------------------------------------------------------
@@ -327,3 +381,10 @@ class AnalysisController(QObject):
         self.last_error = message
         self.window.statusBar().showMessage(title, 8000)
         self._message_box = show_warning(self.window, title, message)
+
+
+def _hover_name(layer: HeatmapLayer, ambiguous: bool) -> str:
+    """A layer's name in the status bar: its short name, with its scope when another
+    shown layer has the same short name."""
+    scope = layer.provenance.get("scope")
+    return f"{layer.short_name} ({scope})" if ambiguous and scope else layer.short_name

@@ -19,18 +19,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QWidget
 
 from viewer.annotations import (
     AnnotationFileError,
     AnnotationSet,
     AnnotationStore,
     ClassPalette,
+    ConflictPolicy,
+    apply_import,
     export_geojson,
     import_geojson,
     load_user_palette,
+    plan_import,
 )
 from viewer.qt.messages import show_warning
+from viewer.qt.save_dialog import ask_save_path, start_folder
+from viewer.save_locations import output_name
 
 if TYPE_CHECKING:
     from viewer.qt.controllers.slide_opener import OpenedSlide
@@ -40,6 +45,24 @@ log = logging.getLogger(__name__)
 GEOJSON_FILTER = "GeoJSON (*.geojson *.json);;All files (*)"
 #: Seconds after the last change before the recovery file is written.
 AUTOSAVE_DELAY_MS = 2000
+
+
+def ask_conflict_policy(parent: QWidget, question: str) -> ConflictPolicy | None:
+    """Ask once what to do with imported annotations already on the slide; ``None``
+    when the user cancels the import."""
+    box = QMessageBox(
+        QMessageBox.Icon.Question, "Annotations already here", question, parent=parent
+    )
+    buttons = {
+        box.addButton("Replace", QMessageBox.ButtonRole.AcceptRole): ConflictPolicy.REPLACE,
+        box.addButton("Keep both", QMessageBox.ButtonRole.AcceptRole): ConflictPolicy.KEEP_BOTH,
+        box.addButton("Skip", QMessageBox.ButtonRole.AcceptRole): ConflictPolicy.SKIP,
+    }
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(next(b for b, p in buttons.items() if p is ConflictPolicy.SKIP))
+    box.exec()
+    clicked = box.clickedButton()
+    return next((p for b, p in buttons.items() if b is clicked), None)
 
 
 class AnnotationFiles(QObject):
@@ -62,6 +85,8 @@ class AnnotationFiles(QObject):
         self._current = current
         #: The level-0 point GeoJSON files count from: the open slide's bounds' corner.
         self._l0_origin = (0.0, 0.0)
+        #: The open slide's file (save dialogs open beside it and name it).
+        self.slide_path: Path | None = None
         self.last_message = ""
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
@@ -72,6 +97,7 @@ class AnnotationFiles(QObject):
     def load(self, opened: OpenedSlide) -> AnnotationSet | None:
         """The slide's annotations (offering to restore recovered unsaved work)."""
         info = opened.source.info
+        self.slide_path = opened.path
         bounds = info.l0_bounds
         self._l0_origin = (float(bounds.x), float(bounds.y))
         palette = self._starting_palette()
@@ -166,16 +192,20 @@ class AnnotationFiles(QObject):
 
     # -- GeoJSON ----------------------------------------------------------------------
     def choose_import(self) -> None:
+        start = str(start_folder(self.slide_path))
         path, _ = QFileDialog.getOpenFileName(
-            self.window, "Import annotations (GeoJSON)", "", GEOJSON_FILTER
+            self.window, "Import annotations (GeoJSON)", start, GEOJSON_FILTER
         )
         if path:
             self.import_file(Path(path))
 
     def import_file(self, path: Path) -> int:
-        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many.
+        """Add the annotations of a GeoJSON file (QuPath's or ours); returns how many
+        were added or replaced.
 
-        Coordinates count from the slide's bounds, as in QuPath."""
+        Coordinates count from the slide's bounds, as in QuPath.  When some of the
+        file's annotations have ids already on the slide, the user is asked once
+        whether to replace them, keep both (new ids) or skip them (or cancel)."""
         annotations = self._current()
         if annotations is None:
             return 0
@@ -185,17 +215,29 @@ class AnnotationFiles(QObject):
             show_warning(self.window, "Cannot import annotations", str(exc))
             self.last_message = str(exc)
             return 0
-        added = list(result.annotations)
-        annotations.add_many(added, text=f"Import {path.name}", renew_duplicate_ids=True)
-        self.tell(result.summary())
-        return len(added)
+        plan = plan_import(result.annotations, annotations)
+        policy = ConflictPolicy.KEEP_BOTH
+        if plan.has_conflicts:
+            chosen = ask_conflict_policy(self.window, plan.question(path.name))
+            if chosen is None:
+                self.tell(f"Import of {path.name} cancelled; nothing was added")
+                return 0
+            policy = chosen
+        outcome = apply_import(plan, annotations, policy, text=f"Import {path.name}")
+        message = f"{path.name}: {outcome.summary()}"
+        if result.skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in result.skipped.items())
+            message += f" {result.skipped_count} features could not be read ({reasons})."
+        self.tell(message)
+        return outcome.added + outcome.replaced
 
     def choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self.window, "Export annotations (GeoJSON)", "annotations.geojson", GEOJSON_FILTER
+        name = output_name(self.slide_path, "annotations", suffix=".geojson")
+        path = ask_save_path(
+            self.window, "Export annotations (GeoJSON)", self.slide_path, name, GEOJSON_FILTER
         )
-        if path:
-            self.export_file(Path(path))
+        if path is not None:
+            self.export_file(path)
 
     def export_file(self, path: Path) -> bool:
         """Write the annotations as GeoJSON counted from the slide's bounds (QuPath's

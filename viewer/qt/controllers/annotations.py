@@ -25,6 +25,7 @@ from viewer.qt.actions import make_action
 from viewer.qt.canvas.annotation_tools import make_annotation_tool
 from viewer.qt.canvas.tools import CanvasTool
 from viewer.qt.controllers.annotation_files import AnnotationFiles
+from viewer.qt.controllers.measurement_export import MeasurementExport
 from viewer.qt.panels.annotations import TOOLS, AnnotationsPanel
 from viewer.qt.window_docks import add_dock
 
@@ -52,6 +53,9 @@ class AnnotationController(QObject):
         self._annotations: AnnotationSet | None = None
         self.layer: AnnotationLayer | None = None
         self.files = AnnotationFiles(window, self.store, lambda: self._annotations, self)
+        self.measurements = MeasurementExport(
+            window, canvas.layers, lambda: self._annotations, lambda: self.files.slide_path, self
+        )
         self.panel = AnnotationsPanel()
         self.dock = add_dock(window, "Annotations", "annotations-dock", self.panel)
         self.panel.tool_chosen.connect(self.choose_tool)
@@ -89,6 +93,13 @@ class AnnotationController(QObject):
         self.save_action = make_action(window, "&Save annotations", self.save, shortcut="Ctrl+S")
         self.import_action = make_action(window, "&Import GeoJSON…", files.choose_import)
         self.export_action = make_action(window, "&Export GeoJSON…", files.choose_export)
+        self.measurements_action = make_action(
+            window, "Export &measurements (CSV)…", self.measurements.choose
+        )
+        self.measurements_action.setToolTip(
+            "One row per annotation: area, perimeter, length, centroid, class, note and "
+            "the mean of each visible heatmap inside it"
+        )
         self.undo_action = make_action(window, "&Undo", self.undo, shortcut="Ctrl+Z")
         self.redo_action = make_action(window, "&Redo", self.redo, shortcut="Ctrl+Shift+Z")
         self.delete_action = make_action(
@@ -102,7 +113,12 @@ class AnnotationController(QObject):
         for item in (self.undo_action, self.redo_action, self.delete_action):
             menu.addAction(item)
         menu.addSeparator()
-        for item in (self.save_action, self.import_action, self.export_action):
+        for item in (
+            self.save_action,
+            self.import_action,
+            self.export_action,
+            self.measurements_action,
+        ):
             menu.addAction(item)
         menu.addSeparator()
         menu.addAction(self.dock.toggleViewAction())
@@ -110,7 +126,12 @@ class AnnotationController(QObject):
     def _update_actions(self) -> None:
         annotations = self._annotations
         has = annotations is not None
-        for item in (self.save_action, self.import_action, self.export_action):
+        for item in (
+            self.save_action,
+            self.import_action,
+            self.export_action,
+            self.measurements_action,
+        ):
             item.setEnabled(has)
         for item in self.tool_actions.values():
             item.setEnabled(has)

@@ -7,6 +7,10 @@ let them through.  Slow methods (Score-CAM) report progress and can be cancelled
 result shows in the panel (patch, CAM, class scores, provenance) and becomes a layer
 when pinned.
 
+While the panel shows an explanation, the slide shows where it is: the patch or the
+region outlined (dashed while it is being made).  Changing the method beside it
+explains the same place again with the new second method.
+
 Each click or drag is one request; what the worker sends back carries the slide and
 the request it was made for, and only the open slide's latest request is shown.  A
 slide that states no pixel size is explained at the one the user typed for it (asked
@@ -15,6 +19,7 @@ once per slide, see :mod:`viewer.pixel_size`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +31,10 @@ from inference.core.geometry import Rect
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
+from viewer.qt.canvas.marks import AreaMarks, Mark
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.controllers.explain_tasks import (
+    CAM_COLORMAP,
     CamProgress,
     CamTask,
     ExplainOutcome,
@@ -42,9 +49,35 @@ from viewer.qt.panels.explain import ExplainPanel, describe_cam
 from viewer.qt.window_docks import add_dock
 
 if TYPE_CHECKING:
+    from inference.explain.requests import CamResult
     from viewer.qt.canvas.slide_canvas import SlideCanvas
     from viewer.qt.controllers.slide_opener import OpenedSlide
     from viewer.qt.panels.models import ModelsPanel
+
+#: The panel's hint before anything went wrong.
+HINT = "Click a spot or drag a region on the slide."
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """Where and with what the latest click or drag asked for an explanation (a new
+    second method explains the same again)."""
+
+    folder: Path
+    point: tuple[float, float] | None
+    region: Rect | None
+    target: str | None
+    layer: str | None
+
+
+def explained_area(cam: CamResult) -> Rect:
+    """The level-0 rectangle an explanation is of: its patch, or the region asked for
+    (clipped to the slide)."""
+    region = cam.provenance.get("geometry", {}).get("region")
+    if cam.provenance.get("kind") == "region" and isinstance(region, list | tuple):
+        return Rect(*(float(v) for v in region))
+    x, y, w, h = (float(v) for v in cam.patch_l0_rects[0])
+    return Rect(x, y, w, h)
 
 
 class ExplainController(QObject):
@@ -80,13 +113,21 @@ class ExplainController(QObject):
         self.outcomes: dict[int, ExplainOutcome] = {}
         self.last_error: str | None = None
         self._tasks: dict[int, str] = {}  # task id -> "info" | "cam:<slot>:<request>"
+        #: The task whose results each panel view shows now (a re-run replaces one).
+        self._slot_tasks: dict[int, int] = {}
+        self._asked: _Asked | None = None
+        #: The explained patch or region, outlined on the slide while the panel shows it.
+        self.marks = AreaMarks(canvas)
+        canvas.overlay_painters.append(self.marks)
         self._pinned: list[HeatmapLayer] = []
         self.panel = ExplainPanel()
-        self.dock = add_dock(window, "Explain", "explain-dock", self.panel)
+        # scrollable: its tab group shares the dock column with the layers panel
+        self.dock = add_dock(window, "Explain", "explain-dock", self.panel, scrollable=True)
         self.panel.tool_toggled.connect(self._tool_toggled)
         self.panel.model_chosen.connect(self._load_info_if_shown)
         self.panel.cancel_requested.connect(self.cancel)
         self.panel.pin_requested.connect(self.pin)
+        self.panel.beside_combo.currentIndexChanged.connect(lambda _i: self._beside_changed())
         models_panel.list.currentItemChanged.connect(lambda *_: self._follow_models_panel())
         models_panel.folder_added.connect(lambda _folder: self._fill_models())
         canvas.tool_changed.connect(self._on_tool_changed)
@@ -155,9 +196,15 @@ class ExplainController(QObject):
         self.request_id += 1
         self.opened = opened
         self._pinned = []
+        self._asked = None
+        self._slot_tasks.clear()
         self.outcomes.clear()
+        # nothing of the old slide stays: titles, images, errors, progress, outlines
         for view in self.panel.views:
             view.clear()
+        self.panel.hint.setText(HINT)
+        self.last_error = None
+        self.marks.clear()
         self.panel.tool_button.setEnabled(opened is not None)
         self.action.setEnabled(opened is not None)
 
@@ -201,20 +248,49 @@ class ExplainController(QObject):
             return []
         self.cancel()
         self.request_id += 1
+        self.outcomes.clear()
+        self._slot_tasks.clear()
+        self.panel.hint.setText(HINT)
+        asked = _Asked(folder, point, region, self.panel.target, self.panel.layer)
+        self._asked = asked
         methods = [self.panel.method]
         if self.panel.beside and self.panel.beside != self.panel.method:
             methods.append(self.panel.beside)
         ids = []
         for slot, view in enumerate(self.panel.views):
             view.clear("Working…" if slot < len(methods) else "")
+        where = region if region is not None else Rect(*(point or (0.0, 0.0)), 0.0, 0.0)
+        self.marks.show(Mark(where, pending=True))
         for slot, method in enumerate(methods):
-            task_id = self._submit(folder, method, slot, point, region)
+            task_id = self._submit(folder, method, slot, point, region, asked)
             if task_id < 0:
                 for view in self.panel.views:
                     view.clear("")
+                self._asked = None
+                self.marks.clear()
                 return []
             ids.append(task_id)
         return ids
+
+    def _beside_changed(self) -> None:
+        """The second method changed: explain the latest click or drag with it (and
+        nothing beside, for "(none)"); the first explanation stays."""
+        asked = self._asked
+        if asked is None or self.opened is None:
+            return
+        for task_id, kind in list(self._tasks.items()):
+            if kind.startswith("cam:1:"):
+                self.worker.cancel(task_id)
+        self._slot_tasks.pop(1, None)
+        self.outcomes.pop(1, None)
+        view = self.panel.views[1]
+        beside = self.panel.beside
+        if beside is None or beside == self.panel.method:
+            view.clear("")
+            return
+        view.clear("Working…")
+        if self._submit(asked.folder, beside, 1, asked.point, asked.region, asked) < 0:
+            view.clear("")
 
     def _submit(
         self,
@@ -223,12 +299,13 @@ class ExplainController(QObject):
         slot: int,
         point: tuple[float, float] | None,
         region: Rect | None,
+        asked: _Asked,
     ) -> int:
         assert self.opened is not None
         from inference.explain.requests import CamRequest
 
         source = self.opened.source
-        request = CamRequest(method=method, target=self.panel.target, layer=self.panel.layer)
+        request = CamRequest(method=method, target=asked.target, layer=asked.layer)
         where = (
             f"patch at ({point[0]:,.0f}, {point[1]:,.0f})"
             if point is not None
@@ -259,6 +336,7 @@ class ExplainController(QObject):
             slide=task.slide,
         )
         self._tasks[task_id] = f"cam:{slot}:{self.request_id}"
+        self._slot_tasks[slot] = task_id
         return task_id
 
     def cancel(self) -> None:
@@ -277,10 +355,14 @@ class ExplainController(QObject):
             self.panel.set_methods(payload.methods)
             self.panel.set_classes(payload.class_names)
             self.panel.set_layers(payload.layers, payload.default_layer)
-        elif not self._wanted(payload):
-            return  # for a slide closed since, or an earlier click
+        elif (
+            not isinstance(payload, CamProgress | ExplainOutcome)
+            or not self._wanted(payload)
+            or self._slot_tasks.get(payload.slot) != task_id
+        ):
+            return  # for a slide closed since, an earlier click, or a replaced method
         elif isinstance(payload, CamProgress):
-            self.panel.show_progress(payload.done, payload.total, "Explaining")
+            self.panel.show_progress(payload.done, payload.total, payload.patches)
         elif isinstance(payload, ExplainOutcome):
             self.outcomes[payload.slot] = payload
             cam = payload.cam
@@ -290,7 +372,10 @@ class ExplainController(QObject):
                 payload.patch_rgb,
                 payload.overlay_rgb,
                 describe_cam(dict(cam.provenance), dict(cam.scores)),
+                vmax=cam.vmax,
+                colormap=CAM_COLORMAP,
             )
+            self.marks.show(Mark(explained_area(cam)))
             self.cam_ready.emit(payload)
 
     def _wanted(self, payload: object) -> bool:
@@ -311,8 +396,9 @@ class ExplainController(QObject):
         if kind is not None and not any(k.startswith("cam") for k in self._tasks.values()):
             self.panel.hide_progress()
         slot = self._current_cam(kind)
-        if slot is not None and cancelled:
+        if slot is not None and cancelled and self._slot_tasks.get(slot) == task_id:
             self.panel.views[slot].clear("Cancelled.")
+            self._forget_slot(slot)
 
     def _on_failed(self, task_id: int, message: str) -> None:
         kind = self._tasks.pop(task_id, None)
@@ -322,9 +408,17 @@ class ExplainController(QObject):
         if kind.startswith("cam") and slot is None:
             return  # an earlier click's, or a closed slide's: no longer asked for
         self.panel.hide_progress()
-        if slot is not None:
+        if slot is not None and self._slot_tasks.get(slot) == task_id:
             self.panel.views[slot].clear("")
+            self._forget_slot(slot)
         self._fail(message)
+
+    def _forget_slot(self, slot: int) -> None:
+        """A view's explanation failed or was cancelled: no outline for it any more."""
+        self._slot_tasks.pop(slot, None)
+        self.outcomes.pop(slot, None)
+        if not self._slot_tasks and not self.outcomes:
+            self.marks.clear()
 
     def _fail(self, message: str) -> None:
         self.last_error = message

@@ -18,12 +18,14 @@ import cv2
 import numpy as np
 
 from inference.core.geometry import Rect
+from inference.models.domain import warning_of
 from viewer.layers.cam_raster import CamRaster
 from viewer.layers.colormaps import apply_colormap
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.qt.controllers.inference_jobs import ModelPool
-from viewer.qt.inference_worker import SlideTag, TaskBody
+from viewer.qt.inference_worker import SlideTag, TaskBody, TaskRefused
 from viewer.qt.panels.explain import PREVIEW_PX
+from viewer.result_layers import domain_record
 
 if TYPE_CHECKING:
     from inference.explain.requests import CamRequest, CamResult, MethodInfo
@@ -47,12 +49,17 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class CamProgress:
-    """How far a slow explanation is, for ``slide`` and ``request_id``."""
+    """How far an explanation is, for ``slide``, ``request_id`` and panel view ``slot``:
+    ``done`` of ``total`` passes (the model run once on one patch, or on one masked copy
+    of it) over ``patches`` patches (``None`` until planned); ``slidelens explain``
+    counts the same."""
 
     slide: SlideTag
     request_id: int
     done: int
     total: int
+    slot: int = 0
+    patches: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class ExplainOutcome:
     slide: SlideTag
     request_id: int
     typed_mpp: float | None = None
+    #: The model against this slide (``domain_record``): its pinned layer's warning.
+    domain: dict[str, Any] | None = None
 
 
 def cam_preview(source: SlideSource, cam: CamResult) -> tuple[np.ndarray, np.ndarray]:
@@ -137,22 +146,38 @@ class CamTask:
     slot: int
 
 
+class _Progress:
+    """The progress of one CAM task, emitted as :class:`CamProgress` (a
+    :class:`~inference.explain.progress.PlanListener`: it learns the patch count)."""
+
+    def __init__(self, task: CamTask, emit: Callable[[object], None]) -> None:
+        self.task = task
+        self.emit = emit
+        self.patches: int | None = None
+
+    def planned(self, patches: int) -> None:
+        self.patches = patches
+
+    def __call__(self, done: int, total: int) -> None:
+        task = self.task
+        self.emit(CamProgress(task.slide, task.request_id, done, total, task.slot, self.patches))
+
+
 def cam_task(pool: ModelPool, task: CamTask) -> TaskBody:
     """A task that emits :class:`CamProgress` while it works, then an
-    :class:`ExplainOutcome` (nothing when cancelled)."""
+    :class:`ExplainOutcome` (nothing when cancelled); what cannot be explained as asked
+    (a region too big or without tissue, an unknown class) raises :class:`TaskRefused`
+    with the reason, which the user reads and the log keeps without a traceback."""
 
     def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
         from inference.engine.device import resolve_device
+        from inference.engine.patches import MissingMppError
+        from inference.explain.methods import ExplainCancelled, ExplainError
         from inference.explain.service import explain_patch, explain_region
 
         source, point, region = task.source, task.point, task.region
         model = pool.get(task.folder, resolve_device(task.device), trust=False)
-
-        def progress(done: int, total: int) -> None:
-            emit(CamProgress(task.slide, task.request_id, done, total))
-
-        from inference.explain.methods import ExplainCancelled
-
+        progress = _Progress(task, emit)
         try:
             if point is not None:
                 cam = explain_patch(
@@ -178,6 +203,8 @@ def cam_task(pool: ModelPool, task: CamTask) -> TaskBody:
                 )
         except ExplainCancelled:
             return  # the worker reports the task as cancelled
+        except (ExplainError, MissingMppError) as exc:  # e.g. a region too big
+            raise TaskRefused(str(exc)) from exc
         patch, overlay = cam_preview(source, cam)
         emit(
             ExplainOutcome(
@@ -189,6 +216,7 @@ def cam_task(pool: ModelPool, task: CamTask) -> TaskBody:
                 task.slide,
                 task.request_id,
                 typed_mpp=task.mpp_override,
+                domain=domain_record(model.card, source.info.properties),
             )
         )
 
@@ -203,6 +231,8 @@ def cam_layer(outcome: ExplainOutcome) -> HeatmapLayer:
     provenance: dict[str, Any] = {**cam.provenance, "kind": "cam", "where": outcome.where}
     if outcome.typed_mpp is not None:  # the slide states none: the user's size was used
         provenance.update(typed_mpp=outcome.typed_mpp, mpp_source="typed")
+    if outcome.domain is not None:
+        provenance["domain"] = outcome.domain
     layer = HeatmapLayer(
         f"{method} · {cam.class_name} · {outcome.where}",
         CamRaster(cam, label),
@@ -212,4 +242,5 @@ def cam_layer(outcome: ExplainOutcome) -> HeatmapLayer:
         provenance=provenance,
     )
     layer.interpolation = "smooth"
+    layer.warning = warning_of(provenance)
     return layer

@@ -21,24 +21,27 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QLabel,
     QLineEdit,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QProgressBar,
     QToolButton,
     QWidget,
 )
 
 from inference.core.geometry import Rect
+from viewer.export.compositor import figure_size_text, is_large_figure
 from viewer.export.figure import ExportResult, region_compositor, view_compositor, write_figure
 from viewer.export.scene import ExportError, FigureOptions
 from viewer.qt.actions import make_action
 from viewer.qt.background import BackgroundCalls
 from viewer.qt.canvas.tools import RectangleTool
 from viewer.qt.messages import show_warning
+from viewer.qt.save_dialog import ask_save_path
+from viewer.save_locations import model_names, output_name
 
 if TYPE_CHECKING:
     from viewer.export.compositor import Compositor
@@ -47,6 +50,20 @@ if TYPE_CHECKING:
     from viewer.qt.controllers.slide_opener import OpenedSlide
 
 FIGURE_FILTER = "PNG image (*.png);;TIFF image (*.tif *.tiff)"
+
+
+def confirm_large_figure(parent: QWidget, width: int, height: int) -> bool:
+    """Ask whether to write a figure larger than a figure needs (see
+    :data:`~viewer.export.compositor.LARGE_FIGURE_PIXELS`); ``True`` to write it."""
+    answer = QMessageBox.question(
+        parent,
+        "Large figure",
+        f"This figure will be {figure_size_text(width, height)}.\n\n"
+        "A coarser pixel size (more µm/px) gives a smaller file. Write it anyway?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
 
 
 class FigureDialog(QDialog):
@@ -213,6 +230,8 @@ class ExportController(QObject):
             caption=options.caption,
             pixel_ratio=pixel_ratio,
             typed_mpp=self._typed_mpp(),
+            adjustment=canvas.adjustment,
+            legend_corner=canvas.legend_corner,
         )
 
     def export_view(self) -> None:
@@ -231,7 +250,7 @@ class ExportController(QObject):
         )
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
-        path = self._ask_path(f"{self.opened.path.stem}-view.png")
+        path = self._ask_path("view")
         if path is not None:
             pixel_ratio = dialog.view_factor() * ratio
             self.write(self.view_compositor(dialog.options(), pixel_ratio), path)
@@ -264,19 +283,27 @@ class ExportController(QObject):
                 l0_per_px=dialog.l0_per_px(),
                 options=dialog.options(),
                 typed_mpp=self._typed_mpp(),
+                adjustment=self.canvas.adjustment,
             )
         except ExportError as exc:
             self._fail(str(exc))
             return
-        path = self._ask_path(f"{self.opened.path.stem}-region.png")
+        width, height = compositor.width, compositor.height
+        if is_large_figure(width, height) and not confirm_large_figure(self.window, width, height):
+            self.window.statusBar().showMessage("Figure not exported", 6000)
+            return
+        path = self._ask_path("region")
         if path is not None:
             self.write(compositor, path)
 
-    def _ask_path(self, suggested: str) -> Path | None:
+    def _ask_path(self, what: str) -> Path | None:
+        """Where to save a figure of the ``what`` ("view", "region"): its suggested name
+        says the slide and the models of the visible heatmaps."""
         assert self.opened is not None
-        start = str(self.opened.path.parent / suggested)
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save figure", start, FIGURE_FILTER)
-        return Path(path) if path else None
+        shown = (getattr(layer, "provenance", {}) for layer in self.canvas.layers if layer.visible)
+        models = "+".join(model_names(shown))
+        name = output_name(self.opened.path, models, what, suffix=".png")
+        return ask_save_path(self.window, "Save figure", self.opened.path, name, FIGURE_FILTER)
 
     def write(self, compositor: Compositor, path: Path) -> None:
         """Write a figure on a background thread (progress and cancel in the status bar)."""

@@ -19,15 +19,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, Signal
 
+from inference.core.eta import RemainingTime
 from inference.core.geometry import Rect
-from viewer.layers.base import LayerStack
+from viewer.layer_memory import LayerSettingsStore, apply_settings, restore_index, result_identity
+from viewer.layers.base import Layer, LayerStack
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer, tissue_mask_layer
 from viewer.qt.inference_worker import (
@@ -36,6 +39,7 @@ from viewer.qt.inference_worker import (
     InferenceWorker,
     SlideTag,
 )
+from viewer.result_layers import domain_record, dress_layer, layer_clip, restored_domain
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from inference.engine.tissue import TissueMask
     from inference.models import LoadedModel
     from inference.results.store import InferenceResult
+    from inference.slides import SlideSource
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +110,20 @@ class _Prepared:
     tissue: TissueMask | None
     model_sha256: str
     provenance: dict[str, Any]
+    #: The slide's level-0 size, which a segmentation layer is clipped to.
+    l0_slide_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
 class _Cached:
-    """A finished result found in the cache (for a job, or restored on opening)."""
+    """A finished result found in the cache (for a job, or restored on opening), with
+    what a segmentation layer is clipped to (the slide's size and tissue mask)."""
 
     slide: SlideTag
     result: InferenceResult
     provenance: dict[str, Any]
+    tissue: TissueMask | None = None
+    l0_slide_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,13 +163,13 @@ class JobState:
     layer: HeatmapLayer | None = None
     result: InferenceResult | None = None
     from_cache: bool = False
+    #: The time left, from the recent throughput (fed one update per batch).
+    remaining: RemainingTime = field(default_factory=RemainingTime)
 
-    def eta_s(self) -> float | None:
-        """Seconds left at the rate seen so far (``None`` before there is a rate)."""
-        if self.first_batch_at is None or self.done <= 0 or self.total <= self.done:
-            return None
-        elapsed = time.monotonic() - self.first_batch_at
-        return elapsed / self.done * (self.total - self.done) if elapsed > 0 else None
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left as of ``now`` (``time.monotonic()``), counting down between
+        batches; ``None`` until the estimate is stable (see :class:`RemainingTime`)."""
+        return self.remaining.seconds_left(time.monotonic() if now is None else now)
 
 
 class ModelPool:
@@ -258,10 +268,15 @@ def run_job_body(
         params = prepared.params()
         key = ResultCache.key(spec.source_id, model.sha256, params)
         provenance = _provenance(spec, model, params)
+        # what the model was made for, against this slide (a warning on its layers)
+        provenance["domain"] = domain_record(model.card, prepared.source.info.properties)
+        provenance["cache_key"] = key  # the result's identity (remembered settings)
+        size = prepared.source.info.dimensions
         cached = cache.load(key)
         if cached is not None:
-            meta = {**provenance, **cached.meta, "from_cache": True}
-            emit(_Cached(spec.slide, cached.result, meta))
+            meta = {**provenance, **cached.meta, "domain": provenance["domain"]}
+            meta["from_cache"] = True
+            emit(_Cached(spec.slide, cached.result, meta, prepared.tissue, size))
             return
         emit(
             _Prepared(
@@ -275,6 +290,7 @@ def run_job_body(
                 tissue=prepared.tissue,
                 model_sha256=model.sha256,
                 provenance=provenance,
+                l0_slide_size=size,
             )
         )
         result: InferenceResult | None = None
@@ -294,11 +310,14 @@ def restore_cached_body(
     cache_folder: Path | None,
     emit: Callable[[object], None],
     cancel: threading.Event | None = None,
+    source: SlideSource | None = None,
 ) -> None:
     """Worker-thread side of restoring a slide's cached results: emits ``_Cached`` (tagged
     with ``slide``) for each whole-slide result (newest per model), and for region
     results of models with no whole-slide result, newest first, at most
-    :data:`MAX_RESTORED`; stops early once ``cancel`` is set."""
+    :data:`MAX_RESTORED`; stops early once ``cancel`` is set.  With the slide's
+    ``source``, each result's model is checked against the slide (its domain warning)
+    and segmentation results get the slide's size and tissue mask for their clip."""
     from inference.results.cache import ResultCache
 
     cache = ResultCache(cache_folder)
@@ -313,12 +332,36 @@ def restore_cached_body(
         for (model, scope), pick in chosen.items()
         if scope == "slide" or (model, "slide") not in chosen
     ]
+    tissue: TissueMask | None = None
     for key, _meta in picks[:MAX_RESTORED]:
         if cancel is not None and cancel.is_set():
             return
         cached = cache.load(key)
-        if cached is not None:
-            emit(_Cached(slide, cached.result, {**cached.meta, "from_cache": True}))
+        if cached is None:
+            continue
+        meta = {**cached.meta, "from_cache": True}
+        size: tuple[int, int] | None = None
+        if source is not None:
+            domain = restored_domain(meta, source.info.properties)
+            if domain is not None:
+                meta["domain"] = domain
+            size = source.info.dimensions
+            if cached.result.task == "segmentation" and tissue is None:
+                tissue = _tissue_of(source)
+        emit(_Cached(slide, cached.result, meta, tissue, size))
+
+
+def _tissue_of(source: SlideSource) -> TissueMask | None:
+    """The slide's tissue mask, as a job computes it; ``None`` (clip to the slide only)
+    when the slide cannot be read for it."""
+    from inference.engine.tissue import tissue_mask
+    from inference.slides import SlideError
+
+    try:
+        return tissue_mask(source)
+    except (SlideError, OSError, ValueError) as exc:
+        log.warning("%s: no tissue mask to clip results to (%s)", source.info.path.name, exc)
+        return None
 
 
 class InferenceJobs(QObject):
@@ -354,6 +397,11 @@ class InferenceJobs(QObject):
         self._restore_tasks: set[int] = set()
         self._warm_task: int | None = None
         self._tissue_layers: dict[str, MaskLayer] = {}
+        #: Settings remembered per slide and result, given back to results restored
+        #: from the cache (set by the owner; ``None``: nothing is remembered).
+        self.remembered: LayerSettingsStore | None = None
+        #: The stack positions restored layers were saved at (see ``restore_index``).
+        self._orders: weakref.WeakKeyDictionary[Layer, int] = weakref.WeakKeyDictionary()
         worker.started.connect(self._on_started)
         worker.partial.connect(self._on_partial)
         worker.finished.connect(self._on_finished)
@@ -373,12 +421,13 @@ class InferenceJobs(QObject):
         self.changed.emit()
         return job_id
 
-    def restore_cached(self, slide: SlideTag) -> int:
-        """Show the slide's cached results (loaded on the worker thread)."""
+    def restore_cached(self, slide: SlideTag, source: SlideSource | None = None) -> int:
+        """Show the slide's cached results (loaded on the worker thread; with the open
+        ``source``, checked against the slide and clipped as fresh results are)."""
         folder = self.cache_folder
 
         def body(cancel: threading.Event, emit: Callable[[object], None]) -> None:
-            restore_cached_body(slide, folder, emit, cancel)
+            restore_cached_body(slide, folder, emit, cancel, source)
 
         task_id = self.worker.submit(
             body, priority=PRIORITY_VIEW - 1, label="cached results", slide=slide
@@ -440,6 +489,7 @@ class InferenceJobs(QObject):
             state.layer = None
             state.result = None
         self._tissue_layers.clear()
+        self._orders.clear()
         self.changed.emit()
 
     # -- worker messages (GUI thread) -----------------------------------------------------
@@ -488,6 +538,7 @@ class InferenceJobs(QObject):
         state.result = result
         state.total = prepared.total
         layer = HeatmapLayer(state.spec.label, result, provenance=prepared.provenance, opacity=0.5)
+        dress_layer(layer, layer_clip(prepared.l0_slide_size, prepared.tissue))
         layer.progress = (0, prepared.total)
         state.layer = layer
         self.layers.add(layer)
@@ -504,6 +555,7 @@ class InferenceJobs(QObject):
             state.first_batch_at = state.last_batch_at
         state.result.add(batch)
         state.done, state.total = batch.done, batch.total
+        state.remaining.update(batch.done, batch.total, state.last_batch_at)
         state.layer.progress = (batch.done, batch.total)
         state.layer.notify_data_changed(state.result.batch_l0_bounds(batch) or None)
         if len(batch.background_p_ij):
@@ -546,11 +598,34 @@ class InferenceJobs(QObject):
         else:
             scope = SCOPE_LABELS.get(str(meta.get("scope")), "region")
             name = f"{meta.get('model', 'model')} on the {scope}"
-        layer = HeatmapLayer(f"{name} (cached)", cached.result, provenance=meta, opacity=0.5)
-        self.layers.add(layer)
+        # the name is the legend's title: the cached state is the Layers panel's to show
+        layer = HeatmapLayer(name, cached.result, provenance=meta, opacity=0.5)
+        dress_layer(layer, layer_clip(cached.l0_slide_size, cached.tissue))
+        index = self._restore_settings(layer)
+        if index is None:
+            self.layers.add(layer)
+        else:
+            self.layers.insert(index, layer)
         self.layer_added.emit(layer)
         self.changed.emit()
         return layer
+
+    def _restore_settings(self, layer: HeatmapLayer) -> int | None:
+        """Give a result that came back from the cache the settings remembered for it on
+        this slide; returns where it goes in the stack (``None``: on top, as new)."""
+        store, slide, result_id = self.remembered, self.slide, result_identity(layer)
+        if store is None or slide is None or result_id is None:
+            return None
+        found = store.get(slide.source_id, result_id)
+        if found is None:
+            return None
+        settings, order = found
+        apply_settings(layer, settings)
+        if order is None:
+            return None
+        self._orders[layer] = order
+        present = {id(other): saved for other, saved in self._orders.items()}
+        return restore_index(self.layers, order, present)
 
     def _add_tissue_layer(self, source_id: str, tissue: TissueMask) -> None:
         layer = self._tissue_layers.get(source_id)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from inference.core.palette import GROUND_TRUTH_COLOUR
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
 from viewer.qt.background import BackgroundCalls
@@ -86,7 +87,7 @@ class ReferenceLayers(QObject):
                 f"Ground truth: {path.name}",
                 truth.mask,
                 truth.l0_per_px,
-                colour=(230, 30, 40),
+                colour=GROUND_TRUTH_COLOUR,
                 opacity=0.9,
                 provenance={"kind": "truth", "source": str(path)},
             )

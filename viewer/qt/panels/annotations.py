@@ -54,6 +54,14 @@ def swatch(colour: tuple[int, int, int]) -> QIcon:
     return QIcon(pixmap)
 
 
+def _class_tooltip(name: str, aliases: tuple[str, ...]) -> str:
+    """Says which other spellings (from imported files) were read as class ``name``."""
+    if not aliases:
+        return ""
+    spelt = ", ".join(f"'{a}'" for a in aliases)
+    return f"{name}; imported files also name it {spelt} (read as {name})"
+
+
 class AnnotationsPanel(QWidget):
     """Signals: ``tool_chosen(tool_id)``, ``focus_requested(annotation_id)`` (double-click
     in the list centres the view on it)."""
@@ -205,8 +213,13 @@ class AnnotationsPanel(QWidget):
         self.class_combo.clear()
         self.class_combo.addItem(_UNCLASSIFIED, "")
         if self.annotations is not None:
-            for cls in self.annotations.palette:
+            palette = self.annotations.palette
+            for cls in palette:
                 self.class_combo.addItem(swatch(cls.colour), cls.name, cls.name)
+                tip = _class_tooltip(cls.name, palette.aliases(cls.name))
+                if tip:
+                    index = self.class_combo.count() - 1
+                    self.class_combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
         # new annotations start unclassified, as in QuPath, until a class is chosen
         self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(current or "")))
 
@@ -221,13 +234,14 @@ class AnnotationsPanel(QWidget):
         if not colour.isValid():
             return
         try:
-            self.annotations.palette.ensure(
+            kept = self.annotations.palette.ensure(
                 AnnotationClass(name, (colour.red(), colour.green(), colour.blue()))
             )
         except ValueError as exc:
             self.units_label.setText(str(exc))
             return
-        self.class_combo.setCurrentIndex(self.class_combo.findData(name))
+        # another spelling of a class the palette has ("tumor") is that class
+        self.class_combo.setCurrentIndex(self.class_combo.findData(kept.name))
 
     def _on_class_chosen(self, _index: int) -> None:
         if self.annotations is not None and self.annotations.selection:
@@ -262,6 +276,9 @@ class AnnotationsPanel(QWidget):
                     item.setData(_ROLE_ID, annotation.id)
                     if col == 1:
                         item.setIcon(swatch(annotation.colour))
+                        name = annotation.class_name
+                        aliases = self.annotations.palette.aliases(name) if name else ()
+                        item.setToolTip(_class_tooltip(name or "", aliases))
                     self.table.setItem(row, col, item)
         self._updating = False
         self._on_selection_changed()

@@ -1,5 +1,7 @@
 """The Explain panel: choose model, method (and a second one to compare), class and layer;
-see the patch, its CAM, the class scores and the provenance; pin the CAM as a layer."""
+see the patch, its CAM with a colour scale, the class scores and the provenance (the
+colours' range said in words); pin the CAM as a layer.  Progress counts passes of the
+model over the patches, named as ``slidelens explain`` names them."""
 
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inference.explain.progress import patch_count
+from viewer.layers.colormaps import apply_colormap
+
 if TYPE_CHECKING:
     from inference.explain.requests import MethodInfo
 
@@ -42,6 +47,8 @@ DEFAULT_METHODS: tuple[tuple[str, str], ...] = (
     ("occlusion", "Occlusion"),
 )
 PREVIEW_PX = 220
+#: Height of the colour scale under a CAM thumbnail, in px.
+SCALE_BAR_PX = 10
 
 
 def rgb_pixmap(rgb: np.ndarray) -> QPixmap:
@@ -50,25 +57,70 @@ def rgb_pixmap(rgb: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy())
 
 
+class ColourScale(QWidget):
+    """The colours of a CAM thumbnail from 0 to the top of its range, with both ends
+    labelled in raw map units."""
+
+    def __init__(self, width: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bar = QLabel()
+        self.bar.setFixedSize(width, SCALE_BAR_PX)
+        self.low = QLabel()
+        self.high = QLabel()
+        self.high.setAlignment(Qt.AlignmentFlag.AlignRight)
+        for label in (self.low, self.high):
+            font = label.font()
+            font.setPointSizeF(max(6.0, font.pointSizeF() - 1.5))
+            label.setFont(font)
+        ends = QHBoxLayout()
+        ends.setContentsMargins(0, 0, 0, 0)
+        ends.addWidget(self.low)
+        ends.addStretch(1)
+        ends.addWidget(self.high)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(1)
+        layout.addWidget(self.bar)
+        layout.addLayout(ends)
+        self.setFixedWidth(width)
+
+    def show_scale(self, colormap: str, vmax: float) -> None:
+        width = self.bar.width()
+        values = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (SCALE_BAR_PX, 1))
+        rgb = np.ascontiguousarray(apply_colormap(values, colormap, 0.0, 1.0)[..., :3])
+        self.bar.setPixmap(rgb_pixmap(rgb))
+        self.low.setText("0")
+        self.high.setText(f"{vmax:.3g}")
+        self.setToolTip(
+            f"Colours of the map ({colormap}, shown at half opacity over the patch): "
+            f"0 to {vmax:.3g} of the raw map, higher values in the top colour"
+        )
+        self.show()
+
+
 class ResultView(QGroupBox):
-    """One explanation: the patch, the CAM over it, scores, details, "Pin as layer"."""
+    """One explanation: the patch, the CAM over it with its colour scale, scores,
+    details, "Pin as layer".  :meth:`clear` empties all of it, title included."""
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(title, parent)
+        self.default_title = title
         self.patch = QLabel()
         self.overlay = QLabel()
         for label in (self.patch, self.overlay):
             label.setFixedSize(PREVIEW_PX // 2 + 10, PREVIEW_PX // 2 + 10)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scale = ColourScale(PREVIEW_PX // 2)
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.TextFormat.RichText)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.pin_button = QPushButton(qta.icon("fa5s.thumbtack"), "Pin as layer")
         self.pin_button.setEnabled(False)
-        images = QHBoxLayout()
-        images.addWidget(self.patch)
-        images.addWidget(self.overlay)
+        images = QGridLayout()
+        images.addWidget(self.patch, 0, 0)
+        images.addWidget(self.overlay, 0, 1)
+        images.addWidget(self.scale, 1, 1, Qt.AlignmentFlag.AlignHCenter)
         layout = QVBoxLayout(self)
         layout.addLayout(images)
         layout.addWidget(self.details)
@@ -76,12 +128,24 @@ class ResultView(QGroupBox):
         self.clear()
 
     def clear(self, text: str = "") -> None:
+        self.setTitle(self.default_title)
         self.patch.clear()
         self.overlay.clear()
+        self.scale.hide()
         self.details.setText(text)
         self.pin_button.setEnabled(False)
 
-    def show_result(self, patch_rgb: np.ndarray, overlay_rgb: np.ndarray, details: str) -> None:
+    def show_result(
+        self,
+        patch_rgb: np.ndarray,
+        overlay_rgb: np.ndarray,
+        details: str,
+        *,
+        vmax: float | None = None,
+        colormap: str = "jet",
+    ) -> None:
+        """The patch, the CAM over it and the details; ``vmax``: the top of the
+        colours' range (raw map units), for the colour scale."""
         side = PREVIEW_PX // 2
         for label, rgb in ((self.patch, patch_rgb), (self.overlay, overlay_rgb)):
             label.setPixmap(
@@ -93,14 +157,40 @@ class ResultView(QGroupBox):
                 )
             )
         self.details.setText(details)
+        if vmax is not None:
+            self.scale.show_scale(colormap, vmax)
         self.pin_button.setEnabled(True)
 
 
+def colour_range_text(provenance: dict[str, Any]) -> str | None:
+    """What the colours mean, in words: ``"colours span 0 to 0.022 of the raw map,
+    shared across the region's 12 patches (its 99th percentile)"``."""
+    norm = provenance.get("normalisation")
+    if not isinstance(norm, dict) or norm.get("vmax") is None:
+        return None
+    vmax = float(norm["vmax"])
+    geometry = provenance.get("geometry")
+    patches = geometry.get("patches") if isinstance(geometry, dict) else None
+    if provenance.get("kind") == "region":
+        count = f"'s {patch_count(int(patches))}" if isinstance(patches, int) else ""
+        what = f"of the raw map, shared across the region{count}"
+    else:
+        what = "of this patch's raw map"
+    if norm.get("note") == "map is 0":
+        return "the raw map is 0 everywhere: nothing to colour"
+    if norm.get("kind") == "fixed":
+        how = "a fixed top"
+    elif norm.get("note"):
+        how = f"its maximum, as its {norm.get('percentile', 99):g}th percentile is 0"
+    else:
+        how = f"its {norm.get('percentile', 99):g}th percentile"
+    return f"colours span 0 to {vmax:.3g} {what} ({how})"
+
+
 def describe_cam(provenance: dict[str, Any], scores: dict[str, float]) -> str:
-    """HTML lines: class scores, then method, layer, class, normalisation and time."""
+    """HTML lines: class scores, then method, class, layer, the patches explained (the
+    count ``slidelens explain`` reports), what the colours mean, and time."""
     e = html.escape
-    norm = provenance.get("normalisation", {})
-    vmax = norm.get("vmax") if isinstance(norm, dict) else None
     score_text = ", ".join(f"{e(k)} <b>{v:.3f}</b>" for k, v in scores.items())
     lines = [
         f"Scores: {score_text}",
@@ -108,8 +198,12 @@ def describe_cam(provenance: dict[str, Any], scores: dict[str, float]) -> str:
         f"Class: {e(str(provenance.get('class_name', '?')))}",
         f"Layer: {e(str(provenance.get('layer') or 'none (hook-free)'))}",
     ]
-    if vmax is not None:
-        lines.append(f"Normalisation: shared, 0 to {vmax:.3g} (raw units)")
+    geometry = provenance.get("geometry")
+    if isinstance(geometry, dict) and isinstance(geometry.get("patches"), int):
+        lines.append(f"Explained: {patch_count(geometry['patches'])}")
+    colours = colour_range_text(provenance)
+    if colours is not None:
+        lines.append(html.escape(colours[0].upper() + colours[1:], quote=False))
     if "time_s" in provenance:
         lines.append(f"Time: {float(provenance['time_s']):.2f} s")
     return "<br>".join(lines)
@@ -256,12 +350,19 @@ class ExplainPanel(QWidget):
         return str(value) if value else None
 
     # -- progress ---------------------------------------------------------------------
-    def show_progress(self, done: int, total: int, what: str) -> None:
+    def show_progress(self, done: int, total: int, patches: int | None) -> None:
+        """``Explaining 12 patches: 35 / 140 passes``: a pass is the model run once on
+        one patch or on one masked copy of it (``slidelens explain`` counts the same)."""
         self.progress.show()
         self.cancel_button.show()
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{what}: %v / %m")
+        what = "Explaining" if patches is None else f"Explaining {patch_count(patches)}"
+        self.progress.setFormat(f"{what}: %v / %m passes")
+        self.progress.setToolTip(
+            "A pass is the model run once on one patch, or on one masked copy of it "
+            "(Score-CAM, occlusion and integrated gradients make many per patch)"
+        )
 
     def hide_progress(self) -> None:
         self.progress.hide()

@@ -1,14 +1,21 @@
-"""Status-bar widget for model runs: the running job's progress, ETA, queue and cancel."""
+"""Status-bar widget for model runs: the running job's progress, time left, queue and
+cancel.  The time left comes from the job's :class:`~inference.core.eta.RemainingTime`
+(recent throughput, shown once stable) and counts down every second between batches."""
 
 from __future__ import annotations
 
 import qtawesome as qta
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
 from viewer.qt.controllers.inference_jobs import InferenceJobs
 
+#: How often the label counts the time left down while a job runs.
+TICK_MS = 1000
+
 
 def format_eta(seconds: float | None) -> str:
+    """``m:ss left`` (``h:mm:ss left``), or "estimating…" while there is no estimate."""
     if seconds is None:
         return "estimating…"
     seconds = round(seconds)
@@ -36,6 +43,9 @@ class JobStatus(QWidget):
         layout.addWidget(self.label)
         layout.addWidget(self.bar)
         layout.addWidget(self.cancel_button)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self.refresh)
         jobs.changed.connect(self.refresh)
         self.refresh()
 
@@ -47,8 +57,11 @@ class JobStatus(QWidget):
     def refresh(self) -> None:
         active = self.jobs.active()
         if not active:
+            self._tick.stop()
             self.hide()
             return
+        if not self._tick.isActive():
+            self._tick.start()
         current = active[0]
         queued = len(active) - 1
         text = current.spec.label

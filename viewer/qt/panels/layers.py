@@ -1,13 +1,18 @@
 """The layers panel: every layer with its visibility, and the selected layer's settings.
 
-The list shows the top layer first (drawn last).  Settings write straight to the layer
-model; the panel follows the model's events, so changes from elsewhere show here too.
+The list shows the top layer first (drawn last); a layer with a warning (a model not
+for diagnosis, or run on a slide outside its domain) is marked and its warning shown
+above its settings.  Settings write straight to the layer model; the panel follows the
+model's events, so changes from elsewhere show here too.  The panel is laid out to
+show the list and every setting in a dock about 400 px high (the right-hand dock
+area's lower half at the default 1400 x 900 window).
 """
 
 from __future__ import annotations
 
 import qtawesome as qta
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -68,6 +73,12 @@ def describe_provenance(layer: Layer) -> str:
     return "\n".join(lines)
 
 
+def is_cached(layer: Layer) -> bool:
+    """Whether the layer was restored from the result cache rather than computed now."""
+    prov = getattr(layer, "provenance", None) or {}
+    return bool(prov.get("from_cache"))
+
+
 class LayersPanel(QWidget):
     """List + settings of a :class:`LayerStack`.  ``legend_toggled(bool)`` is emitted by
     the legend checkbox."""
@@ -125,28 +136,56 @@ class LayersPanel(QWidget):
         self.interpolation_combo.currentIndexChanged.connect(self._on_interpolation)
         self.outline_check = QCheckBox("Outline only")
         self.outline_check.toggled.connect(self._on_outline)
+        self.clip_check = QCheckBox("Clip to tissue")
+        self.clip_check.setToolTip(
+            "Show a segmentation map only on tissue (it is always clipped to the slide); "
+            "exported figures follow"
+        )
+        self.clip_check.toggled.connect(self._on_clip)
+        checks_row = QHBoxLayout()
+        checks_row.addWidget(self.clip_check)
+        checks_row.addWidget(self.outline_check)
+        checks_row.addStretch(1)
+        self.warning_label = QLabel()
+        self.warning_label.setObjectName("layer-warning")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet(
+            "QLabel { color: #a00000; background: #ffe2de; font-weight: bold; padding: 3px; }"
+        )
+        self.warning_label.hide()
         self.provenance = QLabel()
         self.provenance.setWordWrap(True)
         self.provenance.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.form = QFormLayout()
+        self.form.setVerticalSpacing(4)
         self.form.addRow("Opacity", self.opacity)
         self.form.addRow("Show", self.show_combo)
         self.form.addRow("Colormap", self.colormap_combo)
         self.form.addRow("Range", range_row)
         self.form.addRow("Threshold", threshold_row)
         self.form.addRow("Pixels", self.interpolation_combo)
-        self.form.addRow("", self.outline_check)
+        self.form.addRow("", checks_row)
         self.settings_box = QWidget()
         settings_layout = QVBoxLayout(self.settings_box)
         settings_layout.setContentsMargins(0, 0, 0, 0)
+        settings_layout.addWidget(self.warning_label)
         settings_layout.addLayout(self.form)
         settings_layout.addWidget(self.provenance)
+        settings_layout.addStretch(1)
 
+        # a few rows of list (it scrolls), then every setting, then the provenance: a
+        # dock of about 400 px shows the list and all the controls
+        self.list.setIconSize(QSize(16, 16))
+        row_px = max(self.list.fontMetrics().height(), 16) + 6
+        self.list.setMinimumHeight(3 * row_px + 6)
+        self.list.setMaximumHeight(5 * row_px + 6)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list, 2)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
-        layout.addWidget(self.settings_box, 3)
+        layout.addWidget(self.settings_box, 0)
 
         layers.inserted.connect(self._rebuild)
         layers.removed.connect(self._rebuild)
@@ -203,7 +242,7 @@ class LayersPanel(QWidget):
             item.setData(_ROLE_LAYER, layer)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
-            item.setToolTip(describe_provenance(layer) or layer.name)
+            self._mark(item, layer)
             self.list.addItem(item)
         self._updating = False
         if selected is not None and selected in self.layers:
@@ -212,6 +251,19 @@ class LayersPanel(QWidget):
             self.list.setCurrentRow(0)
         self._show_settings()
 
+    def _mark(self, item: QListWidgetItem, layer: Layer) -> None:
+        """The item's icon and tooltip: a warning sign on a layer that carries a warning
+        (the warning leads the tooltip), else a clock on one restored from the cache."""
+        tip = describe_provenance(layer) or layer.name
+        if layer.warning:
+            item.setIcon(qta.icon("fa5s.exclamation-triangle", color="#b00000"))
+            tip = layer.warning.replace("\n", " · ") + "\n\n" + tip
+        elif is_cached(layer):
+            item.setIcon(qta.icon("fa5s.history"))
+        else:
+            item.setIcon(QIcon())
+        item.setToolTip(tip)
+
     def _on_item_changed(self, item: QListWidgetItem) -> None:
         if self._updating:
             return
@@ -219,7 +271,7 @@ class LayersPanel(QWidget):
         layer.visible = item.checkState() == Qt.CheckState.Checked
 
     def _on_layer_changed(self, layer: Layer, what: str) -> None:
-        if what in ("visible", "name", "data"):
+        if what in ("visible", "name", "data", "warning"):
             for row in range(self.list.count()):
                 item = self.list.item(row)
                 if item.data(_ROLE_LAYER) is layer:
@@ -228,6 +280,8 @@ class LayersPanel(QWidget):
                     item.setCheckState(
                         Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked
                     )
+                    if what == "warning":
+                        self._mark(item, layer)
                     self._updating = False
         if layer is self.selected_layer() and what not in ("data",):
             self._show_settings()
@@ -255,9 +309,11 @@ class LayersPanel(QWidget):
             self.settings_box.setEnabled(layer is not None)
             for button in (self.up_button, self.down_button, self.remove_button):
                 button.setEnabled(layer is not None)
+            self.warning_label.setVisible(layer is not None and bool(layer.warning))
             if layer is None:
                 self.provenance.setText("")
                 return
+            self.warning_label.setText(layer.warning.replace("\n", " · "))
             self.opacity.setValue(round(layer.opacity * 100))
             heatmap = isinstance(layer, HeatmapLayer)
             for widget in (
@@ -271,6 +327,11 @@ class LayersPanel(QWidget):
             ):
                 widget.setEnabled(heatmap)
             self.outline_check.setEnabled(isinstance(layer, MaskLayer))
+            clips = isinstance(layer, HeatmapLayer) and layer.clips
+            self.clip_check.setEnabled(clips)
+            self.clip_check.setChecked(
+                isinstance(layer, HeatmapLayer) and clips and layer.clip_to_tissue
+            )
             if isinstance(layer, HeatmapLayer):
                 self.show_combo.clear()
                 for k, name in enumerate(layer.class_names):
@@ -328,6 +389,11 @@ class LayersPanel(QWidget):
         layer = self.selected_layer()
         if isinstance(layer, HeatmapLayer) and not self._updating and index >= 0:
             layer.interpolation = self.interpolation_combo.itemData(index)
+
+    def _on_clip(self, checked: bool) -> None:
+        layer = self.selected_layer()
+        if isinstance(layer, HeatmapLayer) and layer.clips and not self._updating:
+            layer.clip_to_tissue = checked
 
     def _on_outline(self, checked: bool) -> None:
         layer = self.selected_layer()

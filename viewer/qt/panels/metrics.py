@@ -17,7 +17,6 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -33,10 +32,13 @@ from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer
 from viewer.qt.background import BackgroundCalls
 from viewer.qt.messages import show_warning
+from viewer.qt.save_dialog import ask_save_path
+from viewer.save_locations import model_names, output_name
 
 if TYPE_CHECKING:
     from inference.engine.tissue import TissueMask
     from inference.evaluation.metrics import MetricsReport
+    from inference.evaluation.plots import EvaluationContext
     from inference.evaluation.sampling import EvaluationSamples
     from inference.slides import SlideSource
 
@@ -144,8 +146,9 @@ class MetricsPanel(QWidget):
         layout.addLayout(inputs)
         layout.addWidget(self.status)
         layout.addLayout(grid)
-        layout.addLayout(plots)
+        # the button before the plots: it shows at the default window size
         layout.addWidget(self.save_button)
+        layout.addLayout(plots)
         layout.addStretch(1)
         for signal in (layers.inserted, layers.removed):
             signal.connect(self._layers_changed)
@@ -327,18 +330,42 @@ class MetricsPanel(QWidget):
         self.last_error = message
         self.status.setText(f"Plots failed: {message}")
 
+    def _slide_path(self) -> Path | None:
+        return self.source.info.path if self.source is not None else None
+
+    def model_name(self) -> str:
+        """The model of the compared heatmap, as its layer records it."""
+        layer = self.heatmap_combo.currentData()
+        provenance = getattr(layer, "provenance", {}) if layer is not None else {}
+        names = model_names([provenance])
+        return names[0] if names else (layer.name if isinstance(layer, Layer) else "model")
+
+    def context(self) -> EvaluationContext | None:
+        """What the saved files are about: slide, model, ground truth and threshold."""
+        from inference.evaluation.plots import EvaluationContext
+
+        slide = self._slide_path()
+        if self.report is None or slide is None:
+            return None
+        return EvaluationContext.of(self.report, slide=slide.name, model=self.model_name())
+
     def choose_save(self) -> None:
+        """Ask where to save, in the slide's folder (or where metrics were saved last),
+        proposing ``<slide>.<model>.metrics.csv``."""
         if self.report is None:
             return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save metrics (PNG plots and CSV tables)", "metrics.csv", "CSV (*.csv)"
+        slide = self._slide_path()
+        name = output_name(slide, self.model_name(), "metrics", suffix=".csv")
+        path = ask_save_path(
+            self, "Save metrics (PNG plots and CSV tables)", slide, name, "CSV (*.csv)"
         )
-        if path:
-            self.save(Path(path))
+        if path is not None:
+            self.save(path)
 
     def save(self, csv_path: Path) -> list[Path]:
         """Write ``<stem>.csv`` (figures), ``<stem>.roc.csv``, ``<stem>.roc.png`` and
-        ``<stem>.confusion.png`` beside ``csv_path``."""
+        ``<stem>.confusion.png`` beside ``csv_path``; the metrics CSV and the PNGs name
+        the slide, the model, the ground truth and the threshold (:meth:`context`)."""
         from inference.evaluation.plots import (
             write_confusion_png,
             write_metrics_csv,
@@ -347,13 +374,14 @@ class MetricsPanel(QWidget):
         )
 
         assert self.report is not None
+        context = self.context()
         stem = csv_path.with_suffix("")
         try:
             return [
-                write_metrics_csv(stem.with_suffix(".csv"), self.report),
+                write_metrics_csv(stem.with_suffix(".csv"), self.report, context),
                 write_roc_csv(Path(f"{stem}.roc.csv"), self.report),
-                write_roc_png(Path(f"{stem}.roc.png"), self.report),
-                write_confusion_png(Path(f"{stem}.confusion.png"), self.report),
+                write_roc_png(Path(f"{stem}.roc.png"), self.report, context),
+                write_confusion_png(Path(f"{stem}.confusion.png"), self.report, context),
             ]
         except OSError as exc:
             self.last_error = f"{csv_path}: {exc}"

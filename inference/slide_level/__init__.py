@@ -1,0 +1,1 @@
+"""Slide-level answers: aggregators over stored patch outputs, MIL heads, similarity search."""

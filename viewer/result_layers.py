@@ -1,0 +1,67 @@
+"""What a model result's layer carries besides its values: the model's domain warning
+and the clip of a segmentation map (to the slide, and to the tissue).
+
+:func:`domain_record` is made on the worker thread, where the model's card and the
+slide are at hand, and goes into the layer's provenance (``"domain"``), so it is saved
+with the result and reaches every figure's sidecar; :func:`restored_domain` checks a
+cached result's model card again when the result comes back.  :func:`dress_layer` gives
+a layer its warning and clip on the GUI thread.  Qt-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inference.models.domain import check_domain, warning_of
+from viewer.layers.clipping import LayerClip
+from viewer.layers.heatmap import HeatmapLayer
+
+if TYPE_CHECKING:
+    from inference.engine.tissue import TissueMask
+    from inference.models.card import ModelCard
+
+
+def domain_record(card: ModelCard, properties: Mapping[str, str]) -> dict[str, Any]:
+    """The provenance record of ``card``'s model against a slide with ``properties``
+    (see :meth:`inference.models.domain.DomainCheck.to_dict`)."""
+    return check_domain(card.name, card.domain, properties).to_dict()
+
+
+def restored_domain(
+    meta: Mapping[str, Any], properties: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The domain record of a cached result, from its model's card as it is now (a card
+    may have gained a domain since); the record saved with the result when the card is
+    gone or unreadable; ``None`` when there is neither."""
+    from inference.models.card import ModelError, load_card
+
+    folder = meta.get("model_folder")
+    if isinstance(folder, str) and folder:
+        try:
+            return domain_record(load_card(Path(folder)), properties)
+        except ModelError:
+            pass
+    saved = meta.get("domain")
+    return dict(saved) if isinstance(saved, Mapping) else None
+
+
+def layer_clip(
+    l0_slide_size: tuple[int, int] | None, tissue: TissueMask | None
+) -> LayerClip | None:
+    """The clip of a segmentation layer on a slide of ``l0_slide_size`` with ``tissue``
+    (``None`` when the slide's size is unknown)."""
+    if l0_slide_size is None:
+        return None
+    if tissue is None:
+        return LayerClip(l0_slide_size)
+    return LayerClip(l0_slide_size, tissue.mask, tissue.l0_per_px)
+
+
+def dress_layer(layer: HeatmapLayer, clip: LayerClip | None) -> None:
+    """Give a model result's layer the warning its provenance records and, for a
+    segmentation map, its clip."""
+    layer.warning = warning_of(layer.provenance)
+    if layer.clips and clip is not None:
+        layer.set_clip(clip)
