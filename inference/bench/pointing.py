@@ -165,14 +165,13 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_model() -> str:
-    """The bundled classifier (a bundled model whose card says classification)."""
-    from inference.models import list_models
+    """The bundled tumour classifier (:func:`~inference.models.registry.bundled_model`)."""
+    from inference.models.registry import bundled_model
 
-    for entry in list_models():
-        card = entry.card
-        if entry.source == "bundled" and card is not None and card.task == "classification":
-            return str(entry.folder)
-    raise SystemExit("no bundled classifier found; pass --model")
+    entry = bundled_model("classification")
+    if entry is None:
+        raise SystemExit("no bundled classifier found; pass --model")
+    return str(entry.folder)
 
 
 def tumour_class(model: ModelLike) -> int | None:

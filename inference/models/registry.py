@@ -142,9 +142,24 @@ def resolve_model(name_or_path: str) -> Path:
     )
 
 
+#: The demo model of each task that demos, benchmarks and tests mean by "the bundled
+#: model" (other bundled models of the task, e.g. the prostate grader, come after it).
+DEFAULT_BUNDLED: dict[str, str] = {
+    "classification": "demo-tumour-classifier",
+    "segmentation": "demo-tumour-unet",
+}
+
+
 def bundled_model(task: str = "classification") -> ModelEntry | None:
-    """The first valid bundled model for ``task`` (the demo models), or ``None``."""
-    for entry in list_models():
-        if entry.source == "bundled" and entry.card is not None and entry.card.task == task:
+    """The bundled model for ``task``: :data:`DEFAULT_BUNDLED`'s when it is there and
+    valid, else the first valid bundled model of that task, else ``None``."""
+    candidates = [
+        entry
+        for entry in list_models()
+        if entry.source == "bundled" and entry.card is not None and entry.card.task == task
+    ]
+    preferred = DEFAULT_BUNDLED.get(task)
+    for entry in candidates:
+        if entry.folder.name == preferred:
             return entry
-    return None
+    return candidates[0] if candidates else None

@@ -143,13 +143,10 @@ def test_bench_pointing_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def _bundled_classifier() -> Path | None:
-    from inference.models import list_models
+    from inference.models.registry import bundled_model
 
-    for entry in list_models():
-        card = entry.card
-        if entry.source == "bundled" and card is not None and card.task == "classification":
-            return entry.folder
-    return None
+    entry = bundled_model("classification")
+    return None if entry is None else entry.folder
 
 
 def test_bundled_classifier_grad_cam_beats_uniform_on_held_out_slides(tmp_path: Path) -> None:

@@ -300,7 +300,8 @@ def test_the_panels_show_their_controls_in_a_1400_by_900_window(qtbot: QtBot) ->
     metrics = analysis.metrics_panel
     qtbot.waitUntil(lambda: metrics.isVisible(), timeout=5000)
     for control in (metrics.heatmap_combo, metrics.threshold, metrics.save_button):
-        assert _shown_in_scroll_area(control)
+        # the newly raised tab lays itself out on the next turns of the event loop
+        qtbot.waitUntil(lambda c=control: _shown_in_scroll_area(c), timeout=5000)
     models = analysis.models_panel
     for control in (models.list, models.run_view, models.run_slide):
         assert _shown_in_scroll_area(control)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from inference.models import ModelCard, ModelEntry, ModelError, list_models, load_card
 from inference.models.backends import backend_summary
+from inference.models.registry import DEFAULT_BUNDLED
 from viewer.qt.messages import show_warning
 
 _ROLE_ENTRY = Qt.ItemDataRole.UserRole + 1
@@ -155,10 +156,12 @@ class ModelsPanel(QWidget):
             if selected is not None and entry.folder == selected:
                 self.list.setCurrentItem(item)
         if self.list.currentItem() is None:
-            for row in range(self.list.count()):
-                if self.list.item(row).data(_ROLE_ENTRY).ok:
-                    self.list.setCurrentRow(row)
-                    break
+            # the demo tumour classifier first (what the demo and the README show)
+            default = DEFAULT_BUNDLED["classification"]
+            rows = [r for r in range(self.list.count()) if self.list.item(r).data(_ROLE_ENTRY).ok]
+            named = [r for r in rows if self.list.item(r).data(_ROLE_ENTRY).folder.name == default]
+            if rows:
+                self.list.setCurrentRow((named or rows)[0])
         self._show_card()
 
     def selected_entry(self) -> ModelEntry | None:
