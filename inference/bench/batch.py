@@ -2,7 +2,7 @@
 after another, and from 1 to 2 workers.
 
 Every figure is measured in one run on the same synthetic slides (written once into the
-user data folder), with the bundled demo classifier unless ``--model`` says otherwise,
+user data folder), with the bundled demo tumour classifier unless ``--model`` says otherwise,
 no result cache (every phase computes every slide) and a fresh output folder per phase.
 Each phase is the command a user would type, run as a child process and timed from
 start to exit (imports, model loading, cluster start and shutdown included):
@@ -84,6 +84,7 @@ def bench_slides(count: int, side: int) -> list[Path]:
 
 
 def _model() -> str:
+    """The bundled classifier (the demo tumour classifier)."""
     from inference.models.registry import bundled_model
 
     entry = bundled_model("classification")

@@ -26,7 +26,7 @@ import tifffile
 
 from inference.batch.cluster import WORKER_PRELOAD
 from inference.batch.inputs import BatchItem
-from inference.batch.progress import DONE, FAILED, RUNNING, SKIPPED
+from inference.batch.progress import DONE, FAILED, SKIPPED
 from inference.batch.record import RECORD_NAME, read_record
 from inference.batch.runner import BatchOutcome, BatchRequest, BatchRun, BatchUpdate
 from inference.batch.settings import SlideSettings
@@ -192,26 +192,38 @@ def test_batch_equals_infer_slide_by_slide(
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
-    slides: list[Path], model: Path, client: Any, tmp_path: Path
-) -> None:
-    client.restart()  # fresh worker processes: each must import torch and load the model
-    pids: dict[str, int] = client.run(os.getpid)
-    killed: list[tuple[str, int]] = []
+@pytest.fixture(scope="module")
+def fine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model on a twice finer grid (0.5 um/px: 256 patches a slide), so a slide
+    computes for long enough to be caught half-way."""
+    folder = write_model_folder(tmp_path_factory.mktemp("model") / "fine-cnn")
+    card = json.loads((folder / "config.json").read_text())
+    card["spacing_um_px"] = 0.5
+    (folder / "config.json").write_text(json.dumps(card))
+    return folder
 
-    def kill_the_first_to_start(update: BatchUpdate) -> None:
+
+def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
+    slides: list[Path], fine_model: Path, client: Any, tmp_path: Path
+) -> None:
+    pids: dict[str, int] = client.run(os.getpid)
+    killed: list[tuple[str, int, int, int]] = []
+
+    def kill_one_half_way(update: BatchUpdate) -> None:
         for state in update.states:
-            if update.kind == "slide" and state.status == RUNNING and not killed:
+            # a slide with patches done and patches to do: its worker is mid-slide
+            if update.kind == "slide" and 0 < state.done < state.total and not killed:
                 pid = pids[state.worker]
-                killed.append((state.name, pid))
-                os.kill(pid, signal.SIGKILL)  # mid-slide: its worker is still loading torch
+                killed.append((state.name, pid, state.done, state.total))
+                os.kill(pid, signal.SIGKILL)
 
     out = tmp_path / "out"
-    request = _request(_items(slides), out, model, batch_size=8, tissue_threshold=0.0)
-    outcome = BatchRun(request, client=client, listener=kill_the_first_to_start).run()
+    request = _request(_items(slides), out, fine_model, batch_size=8, tissue_threshold=0.0)
+    outcome = BatchRun(request, client=client, listener=kill_one_half_way).run()
 
-    assert killed, "no slide started"
-    name, pid = killed[0]
+    assert killed, "no slide was seen half-way"
+    name, pid, done, total = killed[0]
+    assert 0 < done < total == 256
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     by_name = {s.name: s for s in outcome.states}
     assert [s.status for s in outcome.states] == [DONE] * SLIDES
@@ -221,9 +233,9 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written folder
     for slide in slides:
         record = read_record(out / slide.stem)
-        assert record is not None and record.counts["computed"] == 64
-        assert len((out / slide.stem / f"{slide.stem}.csv").read_text().splitlines()) == 65
-    assert set(client.run(os.getpid).values()).isdisjoint({pid})
+        assert record is not None and record.counts["computed"] == 256
+        assert len((out / slide.stem / f"{slide.stem}.csv").read_text().splitlines()) == 257
+    assert set(client.run(os.getpid).values()).isdisjoint({pid})  # the nanny made a new one
 
 
 def test_the_command_resumes_and_skips_done_slides_fast(
