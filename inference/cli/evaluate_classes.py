@@ -37,8 +37,13 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inference.cli.evaluate_inputs import EvaluateError, check_run, load_result, model_name
-from inference.cli.evaluate_inputs import run_doc as read_run_doc
+from inference.cli.evaluate_inputs import (
+    EvaluateError,
+    check_run,
+    load_result,
+    model_name,
+    run_doc,
+)
 from inference.cli.exit_codes import EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -213,7 +218,7 @@ def evaluate_slide(
         result, result_path = load_result(args.results, slide)
         notes = check_run(result_path, source)
         model = model_name(result_path)
-        run = read_run_doc(result_path) or {}
+        run = run_doc(result_path) or {}
         card = run.get("model", {}).get("card") if isinstance(run.get("model"), dict) else None
         card = card if isinstance(card, dict) else {}
         slide_doc = run.get("slide") if isinstance(run.get("slide"), dict) else {}

@@ -3,6 +3,7 @@ grader, ``slidelens evaluate`` of one slide and of a cohort; the grader's card."
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_evaluate_one_slide_finds_its_truth_and_grades_it(
     assert doc["report"] == "classes" and doc["class_names"] == list(GRADER_CLASSES)
     assert doc["truth"].endswith(f"{slides[1].stem}.mask.png")
     assert len(doc["confusion_matrix"]["matrix"]) == 6
-    assert doc["metrics"]["accuracy"] > 0.6
+    assert doc["metrics"]["accuracy"] > 0.8
     assert doc["grade"]["truth"] == {
         "isup_grade": 3,
         "gleason_score": "4+3",
@@ -135,7 +136,9 @@ def test_evaluate_a_cohort(
     assert cohort["n_slides"] == 2 and doc["failed"] == []
     assert [s["truth_isup_grade"] for s in cohort["slides"]] == [2, 3]
     assert sum(map(sum, cohort["grade_confusion_matrix"]["matrix"])) == 2
-    assert 0.0 <= cohort["grade_accuracy"] <= 1.0
+    # the grader gets both right, the Gleason scores too (3+4 and 4+3)
+    assert cohort["grade_accuracy"] == 1.0 and cohort["quadratic_weighted_kappa"] == 1.0
+    assert [s["predicted_gleason_score"] for s in cohort["slides"]] == ["3+4", "4+3"]
 
     assert main(["evaluate", *map(str, slides), "--results", str(out)]) == 0
     text = capsys.readouterr().out
@@ -145,7 +148,11 @@ def test_evaluate_a_cohort(
     png = tmp_path / "confusion.png"
     argv = ["evaluate", str(slides[0]), "--results", str(out), "--confusion-png", str(png)]
     assert main([*argv, "--confusion-csv", str(tmp_path / "c.csv")]) == 0
-    assert png.stat().st_size > 0 and (tmp_path / "c.csv").read_text().startswith("# slide")
+    rows = list(csv.reader((tmp_path / "c.csv").read_text().splitlines()))
+    assert png.stat().st_size > 0 and rows[0] == [
+        f"# slide {slides[0].name}, model {GRADER_NAME}, truth {slides[0].stem}.mask.png"
+    ]
+    assert rows[1] == ["table", "truth", *GRADER_CLASSES]
     capsys.readouterr()
     assert main([*argv[:-2], "--roc-png", str(png)]) == 2
     assert "per-class AUCs" in capsys.readouterr().err
