@@ -18,20 +18,18 @@ layer goes below every present layer saved higher and above the rest
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from inference.core.atomic_io import atomic_write_text
 from inference.core.paths import user_data_dir
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.colormaps import CONTINUOUS
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+from viewer.slide_keyed_file import SlideKeyedFile
 
 log = logging.getLogger(__name__)
 
@@ -151,38 +149,23 @@ class LayerSettingsStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else user_data_dir() / STORE_FILE_NAME
-        self.problem: str | None = None
-        self._damaged = False
-        self._slides: dict[str, dict[str, Any]] = self._load()
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            return self._unreadable(exc.strerror or str(exc))
-        try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            return self._unreadable(f"not valid JSON: {exc}")
-        slides = raw.get("slides") if isinstance(raw, dict) else None
-        if not isinstance(slides, dict):
-            return self._unreadable('not a layer-settings file (no "slides" object)')
-        return {
+        self._file = SlideKeyedFile(
+            self.path,
+            STORE_VERSION,
+            contents="the remembered layer settings",
+            kind="layer-settings",
+            unsaved="layer settings could not be saved ({cause}); they hold until SlideLens closes",
+        )
+        self._slides: dict[str, dict[str, Any]] = {
             str(source_id): entry
-            for source_id, entry in slides.items()
+            for source_id, entry in self._file.load().items()
             if isinstance(entry, dict) and isinstance(entry.get("layers"), dict)
         }
 
-    def _unreadable(self, cause: str) -> dict[str, dict[str, Any]]:
-        self._damaged = True
-        self.problem = (
-            f"{self.path}: the remembered layer settings could not be read ({cause}); "
-            f"starting with none (the file will be kept as {self.path.name}.damaged)"
-        )
-        log.warning("%s", self.problem)
-        return {}
+    @property
+    def problem(self) -> str | None:
+        """What went wrong reading or writing the file, naming it; ``None`` when fine."""
+        return self._file.problem
 
     def get(self, source_id: str, result_id: str) -> tuple[dict[str, Any], int | None] | None:
         """The settings remembered for a result on a slide and its saved position in the
@@ -217,17 +200,4 @@ class LayerSettingsStore:
         self._save()
 
     def _save(self) -> None:
-        doc = {"version": STORE_VERSION, "slides": self._slides}
-        try:
-            if self._damaged and self.path.exists():
-                os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))
-            self._damaged = False
-            atomic_write_text(self.path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-        except OSError as exc:
-            self.problem = (
-                f"{self.path}: layer settings could not be saved ({exc.strerror or exc}); "
-                "they hold until SlideLens closes"
-            )
-            log.warning("%s", self.problem)
-            return
-        self.problem = None
+        self._file.save(self._slides)

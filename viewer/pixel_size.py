@@ -19,10 +19,8 @@ Qt-free; used on the GUI thread only.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from psygnal import Signal
 
-from inference.core.atomic_io import atomic_write_text
 from inference.core.paths import user_data_dir
+from viewer.slide_keyed_file import SlideKeyedFile
 
 if TYPE_CHECKING:
     from inference.slides import SlideInfo
@@ -78,24 +76,24 @@ class TypedPixelSizes:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else user_data_dir() / STORE_FILE_NAME
-        self.problem: str | None = None
-        self._damaged = False
-        self._entries: dict[str, dict[str, Any]] = self._load()
+        self._file = SlideKeyedFile(
+            self.path,
+            STORE_VERSION,
+            contents="the remembered pixel sizes",
+            kind="pixel-size",
+            unsaved="the pixel size could not be saved ({cause}); it holds until SlideLens closes",
+            kept_when=" when a new size is saved",
+            indent=2,
+        )
+        self._entries: dict[str, dict[str, Any]] = self._checked(self._file.load())
 
-    def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            return self._unreadable(exc.strerror or str(exc))
-        try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            return self._unreadable(f"not valid JSON: {exc}")
-        slides = raw.get("slides") if isinstance(raw, dict) else None
-        if not isinstance(slides, dict):
-            return self._unreadable('not a pixel-size file (no "slides" object)')
+    @property
+    def problem(self) -> str | None:
+        """What went wrong reading or writing the file, naming it; ``None`` when fine."""
+        return self._file.problem
+
+    def _checked(self, slides: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+        """The usable entries; unusable ones are dropped and ``problem`` says so."""
         entries: dict[str, dict[str, Any]] = {}
         skipped: list[str] = []
         for source_id, entry in slides.items():
@@ -106,19 +104,11 @@ class TypedPixelSizes:
                 continue
             entries[str(source_id)] = {**(entry if isinstance(entry, dict) else {}), "mpp": mpp}
         if skipped:
-            self.problem = f"{self.path}: ignored {len(skipped)} unusable entries ({skipped[0]})"
-            log.warning("%s", self.problem)
+            self._file.problem = (
+                f"{self.path}: ignored {len(skipped)} unusable entries ({skipped[0]})"
+            )
+            log.warning("%s", self._file.problem)
         return entries
-
-    def _unreadable(self, cause: str) -> dict[str, dict[str, Any]]:
-        self._damaged = True
-        self.problem = (
-            f"{self.path}: the remembered pixel sizes could not be read ({cause}); "
-            "starting with none (the file will be kept as "
-            f"{self.path.name}.damaged when a new size is saved)"
-        )
-        log.warning("%s", self.problem)
-        return {}
 
     def get(self, source_id: str) -> float | None:
         """The size typed for the slide with this ``source_id``, or ``None``."""
@@ -146,20 +136,7 @@ class TypedPixelSizes:
         self._save()
 
     def _save(self) -> None:
-        doc = {"version": STORE_VERSION, "slides": self._entries}
-        try:
-            if self._damaged and self.path.exists():
-                os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))
-            self._damaged = False
-            atomic_write_text(self.path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-        except OSError as exc:
-            self.problem = (
-                f"{self.path}: the pixel size could not be saved ({exc.strerror or exc}); "
-                "it holds until SlideLens closes"
-            )
-            log.warning("%s", self.problem)
-            return
-        self.problem = None
+        self._file.save(self._entries)
 
 
 class SlidePixelSize:

@@ -7,7 +7,6 @@ import csv
 import itertools
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import pytest
 from matplotlib.text import Text
 
 from inference.core.geometry import Rect
-from inference.engine.job import BatchResult
 from inference.engine.patches import PatchGrid
 from inference.engine.tissue import TissueMask
 from inference.evaluation.metrics import (
@@ -45,34 +43,9 @@ from inference.evaluation.plots import (
 )
 from inference.evaluation.truth import TruthMask
 from inference.results.store import ResultGrid, SegmentationMap
+from tests.helpers.results import NAMES, batch
 
-NAMES = ("benign", "tumour")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _batch(
-    grid: PatchGrid,
-    p_ij: Sequence[tuple[int, int]],
-    probs: np.ndarray,
-    *,
-    background: Sequence[tuple[int, int]] = (),
-    l0_per_px: float | None = None,
-) -> BatchResult:
-    ij = np.array(p_ij, np.int32).reshape(-1, 2)
-    return BatchResult(
-        job_id=1,
-        grid=grid,
-        class_names=NAMES,
-        p_ij=ij,
-        l0_xy=grid.l0_xy(ij),
-        probs=np.asarray(probs, np.float32),
-        l0_per_px=l0_per_px,
-        background_p_ij=np.array(background, np.int32).reshape(-1, 2),
-        unreadable_p_ij=np.zeros((0, 2), np.int32),
-        done=len(ij),
-        total=len(ij),
-        skipped_background=len(background),
-    )
 
 
 def _blocks(cells: list[list[int]], px_per_cell: int = 2) -> np.ndarray:
@@ -107,10 +80,10 @@ def known() -> tuple[ResultGrid, TruthMask, TissueMask]:
     result = ResultGrid(grid, NAMES)
     cells = [(c, r) for r in range(3) for c in range(4) if SCORES[r][c] is not None]
     p = np.array([SCORES[r][c] for c, r in cells], np.float32)[:, None]
-    result.add(_batch(grid, cells[:1], np.hstack([1 - p, p])[:1], background=[(3, 0)]))
+    result.add(batch(grid, cells[:1], np.hstack([1 - p, p])[:1], background=[(3, 0)]))
     cells = cells[1:]
     p = np.array([SCORES[r][c] for c, r in cells], np.float32)[:, None]
-    result.add(_batch(grid, cells, np.hstack([1 - p, p])))
+    result.add(batch(grid, cells, np.hstack([1 - p, p])))
     truth = TruthMask(_blocks(TRUTH_PX), 50.0, Path("truth.png"))
     tissue = TissueMask(_blocks(TISSUE_PX), 50.0)
     return result, truth, tissue
@@ -392,7 +365,7 @@ def test_truth_at_cell_boundaries_uses_exact_area(tmp_path: Path) -> None:
     grid = PatchGrid(l0_patch=100, l0_stride=100, l0_origin=(0, 0), p_cols=3, p_rows=1)
     result = ResultGrid(grid, NAMES)
     p = np.array([[0.8], [0.6], [0.4]], np.float32)
-    result.add(_batch(grid, [(0, 0), (1, 0), (2, 0)], np.hstack([1 - p, p])))
+    result.add(batch(grid, [(0, 0), (1, 0), (2, 0)], np.hstack([1 - p, p])))
 
     def truth_to(l0_x_right: int) -> TruthMask:
         """Truth over level-0 x < l0_x_right, at one level-0 px per mask px."""
@@ -435,7 +408,7 @@ def test_segmentation_map_pixels_are_samples() -> None:
         np.float32,
     )
     tiles = np.stack([1 - tumour, tumour])[None]
-    seg.add(_batch(grid, [(1, 0)], tiles, background=[(0, 0)], l0_per_px=25.0))
+    seg.add(batch(grid, [(1, 0)], tiles, background=[(0, 0)], l0_per_px=25.0))
     # truth: the left half of the right patch (map columns 4, 5), at 12.5 px per mask
     # pixel so that map pixel (0, 6) is half covered and (1, 6) a quarter
     truth_mask = np.zeros((8, 16), bool)

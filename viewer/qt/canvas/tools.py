@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import QAction, QColor, QKeyEvent, QMouseEvent, QPainter, QPen
+from PySide6.QtWidgets import QAbstractButton
 
 from inference.core.geometry import Rect
 from viewer.tiles.viewport import ViewportModel
@@ -156,3 +157,13 @@ class RectangleTool(CanvasTool):
     def cancel(self, canvas: ToolCanvas) -> None:
         self._start = self._end = None
         canvas.update()
+
+
+def reflect_tool(tool: object, name: str, button: QAbstractButton, action: QAction) -> None:
+    """Show on a panel's toggle button and its menu action whether the canvas tool is
+    the one called ``name`` (the button is set without emitting, so it asks nothing)."""
+    on = getattr(tool, "name", "") == name
+    blocked = button.blockSignals(True)
+    button.setChecked(on)
+    button.blockSignals(blocked)
+    action.setChecked(on)

@@ -32,7 +32,7 @@ from viewer.layers.heatmap import HeatmapLayer
 from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
 from viewer.qt.canvas.marks import AreaMarks, Mark
-from viewer.qt.canvas.tools import RectangleTool
+from viewer.qt.canvas.tools import RectangleTool, reflect_tool
 from viewer.qt.controllers.explain_tasks import (
     CAM_COLORMAP,
     CamProgress,
@@ -226,11 +226,7 @@ class ExplainController(QObject):
             self.canvas.set_tool(None)
 
     def _on_tool_changed(self, tool: object) -> None:
-        on = getattr(tool, "name", "") == "explain"
-        self.panel.tool_button.blockSignals(True)
-        self.panel.tool_button.setChecked(on)
-        self.panel.tool_button.blockSignals(False)
-        self.action.setChecked(on)
+        reflect_tool(tool, "explain", self.panel.tool_button, self.action)
 
     # -- requests ---------------------------------------------------------------------
     def explain_point(self, l0_x: float, l0_y: float) -> list[int]:

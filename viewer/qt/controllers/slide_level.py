@@ -39,7 +39,7 @@ from viewer.layers.scores import AttentionLayer, ScoreGrid, SimilarityLayer
 from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
 from viewer.qt.background import BackgroundCalls
-from viewer.qt.canvas.tools import RectangleTool
+from viewer.qt.canvas.tools import RectangleTool, reflect_tool
 from viewer.qt.controllers.inference_jobs import ModelPool
 from viewer.qt.controllers.slide_level_tasks import (
     SlideLevelOutcome,
@@ -386,11 +386,7 @@ class SlideLevelController(QObject):
             self.canvas.set_tool(None)
 
     def _on_tool_changed(self, tool: object) -> None:
-        on = getattr(tool, "name", "") == "similar"
-        self.panel.similar_button.blockSignals(True)
-        self.panel.similar_button.setChecked(on)
-        self.panel.similar_button.blockSignals(False)
-        self.similar_action.setChecked(on)
+        reflect_tool(tool, "similar", self.panel.similar_button, self.similar_action)
 
     def find_similar(self, l0_x: float, l0_y: float) -> int:
         """Search for the places most like the patch at a level-0 point, off the GUI
