@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from viewer.qt.controllers.inference_jobs import JobSpec, JobState
+from viewer.qt.controllers.inference_jobs import JobState
+from viewer.qt.controllers.job_bodies import JobSpec
 from viewer.qt.main_window import MainWindow
 from viewer.qt.panels.job_status import format_eta
 

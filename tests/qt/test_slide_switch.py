@@ -19,7 +19,8 @@ from tests.qt.qt_helpers import TIMEOUT_MS, open_slide_in
 from tests.qt.test_ai_layers import _heatmaps, _wait_job, tiny_model  # noqa: F401
 from viewer.layers.base import LayerStack
 from viewer.qt.controllers.explain_tasks import ExplainOutcome
-from viewer.qt.controllers.inference_jobs import InferenceJobs, _Cached
+from viewer.qt.controllers.inference_jobs import InferenceJobs
+from viewer.qt.controllers.job_bodies import _Cached
 from viewer.qt.inference_worker import InferenceWorker, SlideTag
 from viewer.qt.main_window import MainWindow
 

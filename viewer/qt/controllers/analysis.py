@@ -31,7 +31,8 @@ from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
 from viewer.qt.actions import make_action
 from viewer.qt.canvas.tools import RectangleTool
-from viewer.qt.controllers.inference_jobs import InferenceJobs, JobSpec, Scope
+from viewer.qt.controllers.inference_jobs import InferenceJobs
+from viewer.qt.controllers.job_bodies import JobSpec, Scope
 from viewer.qt.controllers.layer_keeper import LayerSettingsKeeper
 from viewer.qt.controllers.reference_layers import ReferenceLayers
 from viewer.qt.inference_worker import InferenceWorker

@@ -43,7 +43,7 @@ from viewer.qt.controllers.explain_tasks import (
     cam_task,
     model_info_task,
 )
-from viewer.qt.controllers.inference_jobs import ModelPool
+from viewer.qt.controllers.job_bodies import ModelPool
 from viewer.qt.inference_worker import PRIORITY_EXPLAIN, InferenceWorker
 from viewer.qt.panels.explain import ExplainPanel, describe_cam
 from viewer.qt.window_docks import add_dock

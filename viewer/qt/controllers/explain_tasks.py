@@ -22,7 +22,7 @@ from inference.models.domain import warning_of
 from viewer.layers.cam_raster import CamRaster
 from viewer.layers.colormaps import apply_colormap
 from viewer.layers.heatmap import HeatmapLayer
-from viewer.qt.controllers.inference_jobs import ModelPool
+from viewer.qt.controllers.job_bodies import ModelPool
 from viewer.qt.inference_worker import SlideTag, TaskBody, TaskRefused
 from viewer.qt.panels.explain import PREVIEW_PX
 from viewer.result_layers import domain_record

@@ -40,7 +40,7 @@ from viewer.pixel_size import SlidePixelSize
 from viewer.qt import dialogs
 from viewer.qt.background import BackgroundCalls
 from viewer.qt.canvas.tools import RectangleTool, reflect_tool
-from viewer.qt.controllers.inference_jobs import ModelPool
+from viewer.qt.controllers.job_bodies import ModelPool
 from viewer.qt.controllers.slide_level_tasks import (
     SlideLevelOutcome,
     SlideLevelProgress,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from viewer.qt.controllers.inference_jobs import ModelPool
+from viewer.qt.controllers.job_bodies import ModelPool
 from viewer.qt.inference_worker import SlideTag, TaskBody, TaskRefused
 
 if TYPE_CHECKING:
