@@ -28,7 +28,7 @@ from typing import Any
 from inference.core.paths import user_data_dir
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.colormaps import CONTINUOUS
-from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+from viewer.layers.heatmap import HeatmapLayer, shown_index
 from viewer.slide_keyed_file import SlideKeyedFile
 
 log = logging.getLogger(__name__)
@@ -42,18 +42,23 @@ MAX_SLIDES = 500
 
 def result_identity(layer: Layer) -> str | None:
     """What identifies a layer's result across sessions: the result-cache key its
-    provenance records, else ``model_sha256:scope``; ``None`` for layers that are not
-    model results (masks, explanations, annotations)."""
+    provenance records, else ``model_sha256:scope``, followed by ``#view`` for one of
+    several layers of a result (``"view"`` in its provenance: the class map, the
+    confidence, a class's probability); ``None`` for layers that are not model results
+    (masks, explanations, annotations)."""
     if not isinstance(layer, HeatmapLayer) or layer.result.task == "explanation":
         return None
     prov = layer.provenance
     key = prov.get("cache_key")
-    if isinstance(key, str) and key:
-        return key
     sha = prov.get("model_sha256")
-    if isinstance(sha, str) and sha:
-        return f"{sha}:{prov.get('scope', '')}"
-    return None
+    if isinstance(key, str) and key:
+        identity = key
+    elif isinstance(sha, str) and sha:
+        identity = f"{sha}:{prov.get('scope', '')}"
+    else:
+        return None
+    view = prov.get("view")
+    return f"{identity}#{view}" if isinstance(view, str) and view else identity
 
 
 def layer_settings(layer: HeatmapLayer) -> dict[str, Any]:
@@ -78,15 +83,10 @@ def apply_settings(layer: HeatmapLayer, settings: Mapping[str, Any]) -> list[str
             skipped.append(name)
 
     if "class" in settings:
-        wanted = settings["class"]
+        wanted = str(settings["class"])
 
         def set_class() -> None:
-            if wanted == "argmax":
-                if len(layer.class_names) < 2:
-                    raise ValueError("one class has no argmax")
-                layer.class_index = ARGMAX
-            else:
-                layer.class_index = layer.class_names.index(str(wanted))
+            layer.class_index = shown_index(wanted, layer.class_names)
 
         attempt("class", set_class)
     if "colormap" in settings:

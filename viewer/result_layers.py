@@ -1,5 +1,13 @@
-"""What a model result's layer carries besides its values: the model's domain warning
-and the clip of a segmentation map (to the slide, and to the tissue).
+"""The layers a model result is shown as, and what each carries besides its values: the
+model's domain warning and the clip of a segmentation map (to the slide, and to the
+tissue).
+
+:func:`result_layers` makes them: a result of one or two classes is one heatmap (its
+last class's probability); a result of :data:`MULTI_CLASS` or more classes is a class
+map (the most likely class in class colours, shown), its confidence, and one
+probability layer per class (both hidden until asked for), independent layers over the
+one result, each with its own settings.  Each says which it is in its provenance
+(``"view"``: ``"class map"``, ``"confidence"``, ``"probability:<class>"``).
 
 :func:`domain_record` is made on the worker thread, where the model's card and the
 slide are at hand, and goes into the layer's provenance (``"domain"``), so it is saved
@@ -16,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.models.domain import check_domain, warning_of
 from viewer.layers.clipping import LayerClip
-from viewer.layers.heatmap import HeatmapLayer
+from viewer.layers.heatmap import ARGMAX, TOP_PROBABILITY, GridResult, HeatmapLayer
 
 if TYPE_CHECKING:
     from inference.engine.tissue import TissueMask
@@ -45,6 +53,58 @@ def restored_domain(
             pass
     saved = meta.get("domain")
     return dict(saved) if isinstance(saved, Mapping) else None
+
+
+#: Results with at least this many classes are shown as a class map and its companions.
+MULTI_CLASS = 3
+#: The opacity of a new result layer.
+RESULT_OPACITY = 0.5
+
+
+def result_layers(
+    name: str,
+    result: GridResult,
+    provenance: Mapping[str, Any],
+    clip: LayerClip | None = None,
+) -> list[HeatmapLayer]:
+    """The layers of ``result`` (see the module docstring), the primary one first (the
+    class map, or the only layer), each dressed (:func:`dress_layer`) and with its own
+    copy of ``provenance``; ``name`` is the result's (the model and where it ran)."""
+    if len(result.class_names) < MULTI_CLASS or result.task == "explanation":
+        layers = [HeatmapLayer(name, result, provenance=provenance, opacity=RESULT_OPACITY)]
+    else:
+        layers = [
+            HeatmapLayer(
+                f"{name}: class map",
+                result,
+                class_index=ARGMAX,
+                opacity=RESULT_OPACITY,
+                provenance={**provenance, "view": "class map"},
+            ),
+            HeatmapLayer(
+                f"{name}: confidence",
+                result,
+                class_index=TOP_PROBABILITY,
+                colormap="magma",
+                opacity=RESULT_OPACITY,
+                provenance={**provenance, "view": "confidence"},
+            ),
+        ]
+        for index, class_name in enumerate(result.class_names):
+            layers.append(
+                HeatmapLayer(
+                    f"{name}: {class_name}",
+                    result,
+                    class_index=index,
+                    opacity=RESULT_OPACITY,
+                    provenance={**provenance, "view": f"probability:{class_name}"},
+                )
+            )
+        for layer in layers[1:]:
+            layer.visible = False
+    for layer in layers:
+        dress_layer(layer, clip)
+    return layers
 
 
 def layer_clip(

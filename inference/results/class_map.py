@@ -46,6 +46,22 @@ class ClassResult(Protocol):
     def probabilities(self, rows: slice = ..., cols: slice = ...) -> np.ndarray: ...
 
 
+def certainty(probs: np.ndarray) -> np.ndarray:
+    """``(h, w)`` float32: one minus the normalised entropy of ``(C, h, w)`` probabilities,
+    ``1 - H(p) / log(C)`` with ``0 log 0 = 0``: 1 where one class has all the probability,
+    0 where all ``C`` are equally likely; NaN where a cell has no value.  A one-output
+    model's ``p`` is read as the two classes ``p`` and ``1 - p``."""
+    values = np.asarray(probs, np.float32)
+    if len(values) == 1:
+        values = np.concatenate([values, 1.0 - values])
+    filled = np.isfinite(values).all(axis=0)
+    p = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    entropy = -terms.sum(axis=0) / np.log(len(values))
+    return np.where(filled, np.clip(1.0 - entropy, 0.0, 1.0), np.nan).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Region:
     """One connected region of a class (8-connected cells), in level-0 pixels:

@@ -34,7 +34,7 @@ from inference.core.atomic_io import atomic_write_text
 from inference.core.polygon_fill import fill_coverage, ring_edges
 from viewer.annotations.measurements import check_mpp, measure
 from viewer.annotations.model import Annotation, AnnotationKind
-from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+from viewer.layers.heatmap import HeatmapLayer
 
 __all__ = ["HeatmapRaster", "MeasurementTable", "measurement_table", "write_measurement_csv"]
 
@@ -55,9 +55,9 @@ class HeatmapRaster:
     @classmethod
     def of(cls, layer: HeatmapLayer) -> HeatmapRaster:
         """A copy of what ``layer`` shows now: its class, or every class when it shows
-        the most probable one."""
+        the most probable one or the confidence."""
         names = tuple(layer.class_names)
-        shown = tuple(range(len(names))) if layer.class_index == ARGMAX else (layer.class_index,)
+        shown = (layer.class_index,) if layer.class_index >= 0 else tuple(range(len(names)))
         origin, l0_per_px = layer.result.raster_geometry()
         return cls(
             name=layer.name,

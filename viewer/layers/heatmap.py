@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from inference.core.geometry import Rect
+from inference.results.class_map import certainty
 from viewer.layers.base import Layer
 from viewer.layers.clipping import LayerClip
 from viewer.layers.colormaps import (
@@ -24,6 +25,16 @@ Interpolation = Literal["nearest", "smooth"]
 _NON_PIXEL_EVENTS = frozenset({"visible", "opacity", "name", "warning"})
 #: ``class_index`` value that shows the most probable class in class colours.
 ARGMAX = -1
+#: ``class_index`` values that show how sure the model is, on a colour bar: the most
+#: likely class's probability, or one minus the entropy (0 where every class is equally
+#: likely, 1 where one class has it all; see :func:`~inference.results.class_map.certainty`).
+TOP_PROBABILITY = -2
+ONE_MINUS_ENTROPY = -3
+#: The confidence measures by ``class_index``, with their names in settings and legends.
+CONFIDENCE_MEASURES: dict[int, str] = {
+    TOP_PROBABILITY: "top probability",
+    ONE_MINUS_ENTROPY: "1 - entropy",
+}
 
 
 class GridResult(Protocol):
@@ -68,9 +79,11 @@ class ColourImage:
 
 
 class HeatmapLayer(Layer):
-    """One model result shown as a heatmap: a class's probability, or the argmax map.
+    """One model result shown as a heatmap: a class's probability, the argmax map (the
+    class map), or how confident the model is (:data:`CONFIDENCE_MEASURES`).
 
-    Display settings: ``class_index`` (or :data:`ARGMAX`), ``colormap``, ``vmin`` /
+    Display settings: ``class_index`` (a class, :data:`ARGMAX`, :data:`TOP_PROBABILITY`
+    or :data:`ONE_MINUS_ENTROPY`), ``colormap``, ``vmin`` /
     ``vmax``, ``threshold`` (hide values below; ``None`` shows all), ``interpolation``
     (``"nearest"`` shows true patches, ``"smooth"`` blends them).  The result may grow
     while a job runs: call :meth:`notify_data_changed` with the level-0 area a batch
@@ -127,9 +140,19 @@ class HeatmapLayer(Layer):
 
     @class_index.setter
     def class_index(self, value: int) -> None:
-        if value != ARGMAX and not 0 <= value < len(self.class_names):
-            raise ValueError(f"class index {value} outside 0..{len(self.class_names) - 1}")
+        n = len(self.class_names)
+        if value in (ARGMAX, *CONFIDENCE_MEASURES):
+            if n < 2:
+                raise ValueError("a one-output result has no most likely class or confidence")
+        elif not 0 <= value < n:
+            raise ValueError(f"class index {value} outside 0..{n - 1}")
         self._set("_class_index", value, "class_index")
+
+    @property
+    def shows(self) -> str:
+        """What the layer shows, as settings name it: a class name, ``"argmax"``, or a
+        confidence measure (``"top probability"``, ``"1 - entropy"``)."""
+        return shown_name(self._class_index, self.class_names)
 
     @property
     def colormap(self) -> str:
@@ -213,9 +236,7 @@ class HeatmapLayer(Layer):
         clipped = {"clip_to_tissue": self._clip_to_tissue} if self.clips else {}
         return {
             **clipped,
-            "class": "argmax"
-            if self._class_index == ARGMAX
-            else self.class_names[self._class_index],
+            "class": self.shows,
             "colormap": self._colormap,
             "range": [self._vmin, self._vmax],
             "threshold": self._threshold,
@@ -270,6 +291,10 @@ class HeatmapLayer(Layer):
                     np.nan_to_num(probs.max(axis=0), nan=0) >= self._threshold, classes, -1
                 )
             rgba = apply_class_palette(classes, self.class_names)
+        elif self._class_index in CONFIDENCE_MEASURES:
+            rgba = apply_colormap(
+                self.confidence(probs), self._colormap, self._vmin, self._vmax, self._threshold
+            )
         else:
             rgba = apply_colormap(
                 probs[self._class_index], self._colormap, self._vmin, self._vmax, self._threshold
@@ -279,6 +304,15 @@ class HeatmapLayer(Layer):
         if keep is not None:
             rgba[~keep] = 0
         return rgba
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """``(h, w)`` confidence of ``(C, h, w)`` probabilities by the measure shown (the
+        top probability unless :data:`ONE_MINUS_ENTROPY`); NaN without values."""
+        if self._class_index == ONE_MINUS_ENTROPY:
+            return certainty(probs)
+        filled = np.isfinite(probs).all(axis=0)
+        top = np.nan_to_num(probs, nan=-1.0).max(axis=0)
+        return np.where(filled, top, np.nan).astype(np.float32)
 
     def _kept(self, rows: slice, cols: slice) -> np.ndarray | None:
         """Which pixels of a raster window the clip keeps (``None``: all of them)."""
@@ -319,19 +353,47 @@ class HeatmapLayer(Layer):
         return {name: float(v) for name, v in zip(self.class_names, values, strict=True)}
 
     def legend(self) -> Legend:
-        """What the colours mean: a colour bar, or the class colours of the argmax map."""
+        """What the colours mean: a colour bar (a class's values or the confidence), or
+        the class colours of the argmax map."""
         if self._class_index == ARGMAX:
             return ClassLegend(
                 self.name,
                 tuple(zip(self.class_names, result_class_colours(self.class_names), strict=True)),
                 warning=self.warning,
             )
+        if self._class_index in CONFIDENCE_MEASURES:
+            label = f"confidence ({CONFIDENCE_MEASURES[self._class_index]})"
+        else:
+            label = f"{self.class_names[self._class_index]} {self.value_label}"
         return ColourBarLegend(
             self.name,
-            f"{self.class_names[self._class_index]} {self.value_label}",
+            label,
             self._colormap,
             self._vmin,
             self._vmax,
             self._threshold,
             warning=self.warning,
         )
+
+
+def shown_name(class_index: int, class_names: tuple[str, ...]) -> str:
+    """The settings name of a ``class_index`` (see :attr:`HeatmapLayer.shows`)."""
+    if class_index == ARGMAX:
+        return "argmax"
+    if class_index in CONFIDENCE_MEASURES:
+        return CONFIDENCE_MEASURES[class_index]
+    return class_names[class_index]
+
+
+def shown_index(name: str, class_names: tuple[str, ...]) -> int:
+    """The ``class_index`` a settings name means (the inverse of :func:`shown_name`).
+    Raises ``ValueError`` naming the choices when it means none."""
+    if name == "argmax":
+        return ARGMAX
+    for index, measure in CONFIDENCE_MEASURES.items():
+        if name == measure:
+            return index
+    if name in class_names:
+        return class_names.index(name)
+    choices = [*class_names, "argmax", *CONFIDENCE_MEASURES.values()]
+    raise ValueError(f"no class {name!r}; choose one of {', '.join(choices)}")

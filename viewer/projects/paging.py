@@ -3,9 +3,11 @@
 Contract: :meth:`LayerCarry.take` remembers the display settings (class, colormap,
 range, threshold, pixels, opacity, clipping; :func:`viewer.layer_memory.layer_settings`)
 and the visibility of the model-result layers on screen, by model (``model_sha256`` of
-their provenance).  Until :meth:`LayerCarry.drop`, every model-result layer of the same
-model that enters the stack gets them (:func:`viewer.layer_memory.apply_settings`):
-the next slide's results look like the last slide's.  Qt-free; GUI thread.
+their provenance) and view (``"view"``: a multi-class result's class map, confidence
+or a class's probability, see :func:`viewer.result_layers.result_layers`).  Until
+:meth:`LayerCarry.drop`, every model-result layer of the same model and view that
+enters the stack gets them (:func:`viewer.layer_memory.apply_settings`): the next
+slide's results look like the last slide's.  Qt-free; GUI thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ def _model_key(layer: Layer) -> str | None:
     if not isinstance(layer, HeatmapLayer) or result_identity(layer) is None:
         return None
     sha = layer.provenance.get("model_sha256")
-    return str(sha) if sha else None
+    if not sha:
+        return None
+    view = layer.provenance.get("view")
+    return f"{sha}#{view}" if view else str(sha)
 
 
 class LayerCarry:

@@ -358,14 +358,17 @@ class AnalysisController(QObject):
     def update_values(self, l0_x: float, l0_y: float) -> None:
         """Show what the visible heatmaps say under the cursor, top layer first."""
         found: list[tuple[HeatmapLayer, str]] = []
+        results: set[int] = set()  # layers of one result say the same: once is enough
         for layer in reversed(list(self.canvas.layers)):
             if not (isinstance(layer, HeatmapLayer) and layer.visible):
+                continue
+            if id(layer.result) in results:
                 continue
             values = layer.values_at(l0_x, l0_y)
             if values is None:
                 continue
-            text = ", ".join(f"{name} {value:.2f}" for name, value in values.items())
-            found.append((layer, text))
+            results.add(id(layer.result))
+            found.append((layer, hover_text(values)))
             if len(found) == MAX_HOVER_LAYERS:
                 break
         names = [layer.short_name for layer, _ in found]
@@ -382,6 +385,16 @@ class AnalysisController(QObject):
         self.last_error = message
         self.window.statusBar().showMessage(title, 8000)
         self._message_box = show_warning(self.window, title, message)
+
+
+def hover_text(values: dict[str, float]) -> str:
+    """What a result says under the cursor: every class's probability, led by the most
+    likely class when there are more than two."""
+    text = ", ".join(f"{name} {value:.2f}" for name, value in values.items())
+    if len(values) <= 2:
+        return text
+    top = max(values, key=lambda name: values[name])
+    return f"most likely {top} ({values[top]:.2f}): {text}"
 
 
 def _hover_name(layer: HeatmapLayer, ambiguous: bool) -> str:

@@ -49,7 +49,7 @@ from viewer.qt.inference_worker import (
     InferenceWorker,
     SlideTag,
 )
-from viewer.result_layers import dress_layer, layer_clip
+from viewer.result_layers import layer_clip, result_layers
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult
@@ -85,7 +85,10 @@ class JobState:
     started_at: float | None = None
     first_batch_at: float | None = None
     last_batch_at: float | None = None
+    #: The primary layer of the job's result (the class map of a multi-class result).
     layer: HeatmapLayer | None = None
+    #: Every layer of the result, the primary one first (see ``result_layers``).
+    layers: list[HeatmapLayer] = field(default_factory=list)
     result: InferenceResult | None = None
     from_cache: bool = False
     #: The time left, from the recent throughput (fed one update per batch).
@@ -243,7 +246,7 @@ class InferenceJobs(QObject):
             return  # made for a slide that has been closed since (or for none we know)
         if task_id in self._restore_tasks:
             if isinstance(payload, _Cached):
-                self._add_cached_layer(payload, None)
+                self._add_cached_layers(payload, None)
             return
         state = self.jobs.get(task_id)
         if state is None or state.status not in ("queued", "running"):
@@ -253,7 +256,8 @@ class InferenceJobs(QObject):
         elif isinstance(payload, _Cached):
             state.from_cache = True
             state.result = payload.result
-            state.layer = self._add_cached_layer(payload, state.spec)
+            state.layers = self._add_cached_layers(payload, state.spec)
+            state.layer = state.layers[0]
         elif isinstance(payload, _Prepared):
             self._on_prepared(state, payload)
         else:
@@ -272,29 +276,31 @@ class InferenceJobs(QObject):
             result = ResultGrid(prepared.grid, prepared.class_names)
         state.result = result
         state.total = prepared.total
-        layer = HeatmapLayer(state.spec.label, result, provenance=prepared.provenance, opacity=0.5)
-        dress_layer(layer, layer_clip(prepared.l0_slide_size, prepared.tissue))
-        layer.progress = (0, prepared.total)
-        state.layer = layer
-        self.layers.add(layer)
-        self.layer_added.emit(layer)
+        clip = layer_clip(prepared.l0_slide_size, prepared.tissue)
+        state.layers = result_layers(state.spec.label, result, prepared.provenance, clip)
+        state.layer = state.layers[0]
+        for layer in reversed(state.layers):  # the primary layer on top
+            layer.progress = (0, prepared.total)
+            self.layers.add(layer)
+        self.layer_added.emit(state.layer)
         if prepared.tissue is not None:
             self._add_tissue_layer(state.spec.source_id, prepared.tissue)
         self.changed.emit()
 
     def _on_batch(self, state: JobState, batch: BatchResult) -> None:
-        if state.result is None or state.layer is None or state.layer not in self.layers:
-            return  # the slide was closed or the layer removed: nothing to show
+        shown = [layer for layer in state.layers if layer in self.layers]
+        if state.result is None or not shown:
+            return  # the slide was closed or the layers removed: nothing to show
         state.last_batch_at = time.monotonic()
         if state.first_batch_at is None:
             state.first_batch_at = state.last_batch_at
         state.result.add(batch)
         state.done, state.total = batch.done, batch.total
         state.remaining.update(batch.done, batch.total, state.last_batch_at)
-        state.layer.progress = (batch.done, batch.total)
-        state.layer.notify_data_changed(state.result.batch_l0_bounds(batch) or None)
-        if len(batch.background_p_ij):
-            state.layer.notify_data_changed()
+        l0_bounds = state.result.batch_l0_bounds(batch) or None
+        for layer in shown:
+            layer.progress = (batch.done, batch.total)
+            layer.notify_data_changed(None if len(batch.background_p_ij) else l0_bounds)
         self.changed.emit()
 
     def _on_finished(self, task_id: int, cancelled: bool) -> None:
@@ -305,20 +311,21 @@ class InferenceJobs(QObject):
         if state is None:
             return
         state.status = "cancelled" if cancelled else "done"
-        if state.layer is not None:
-            state.layer.progress = None
+        for layer in state.layers:
+            layer.progress = None
             if cancelled:
-                state.layer.provenance["incomplete"] = True
-                state.layer.name = f"{state.layer.name} (cancelled)"
-            state.layer.notify_data_changed()
-            if not cancelled and state.result is not None and not state.from_cache:
-                self._announce(state.result, state.layer)
+                layer.provenance["incomplete"] = True
+                layer.name = f"{layer.name} (cancelled)"
+            layer.notify_data_changed()
+        if state.layers and not cancelled and state.result is not None and not state.from_cache:
+            self._announce(state.result, state.layers)
         self.changed.emit()
 
-    def _announce(self, result: InferenceResult, layer: HeatmapLayer) -> None:
+    def _announce(self, result: InferenceResult, layers: list[HeatmapLayer]) -> None:
         """Tell listeners (the slide report) that a result of the open slide is ready."""
         if self.slide is not None:
-            self.result_ready.emit(ReadyResult(self.slide, result, layer.provenance, (layer,)))
+            ready = ReadyResult(self.slide, result, layers[0].provenance, tuple(layers))
+            self.result_ready.emit(ready)
 
     def _on_failed(self, task_id: int, message: str) -> None:
         self._restore_tasks.discard(task_id)
@@ -333,7 +340,9 @@ class InferenceJobs(QObject):
         self.changed.emit()
 
     # -- layers ---------------------------------------------------------------------------
-    def _add_cached_layer(self, cached: _Cached, spec: JobSpec | None) -> HeatmapLayer:
+    def _add_cached_layers(self, cached: _Cached, spec: JobSpec | None) -> list[HeatmapLayer]:
+        """Show a finished result from the cache, each layer with the settings and the
+        place remembered for it; returns its layers, the primary one first."""
         meta = cached.provenance
         if spec is not None:
             name = spec.label
@@ -341,17 +350,18 @@ class InferenceJobs(QObject):
             scope = SCOPE_LABELS.get(str(meta.get("scope")), "region")
             name = f"{meta.get('model', 'model')} on the {scope}"
         # the name is the legend's title: the cached state is the Layers panel's to show
-        layer = HeatmapLayer(name, cached.result, provenance=meta, opacity=0.5)
-        dress_layer(layer, layer_clip(cached.l0_slide_size, cached.tissue))
-        index = self._restore_settings(layer)
-        if index is None:
-            self.layers.add(layer)
-        else:
-            self.layers.insert(index, layer)
-        self.layer_added.emit(layer)
-        self._announce(cached.result, layer)
+        clip = layer_clip(cached.l0_slide_size, cached.tissue)
+        layers = result_layers(name, cached.result, meta, clip)
+        for layer in reversed(layers):  # the primary layer on top, unless remembered
+            index = self._restore_settings(layer)
+            if index is None:
+                self.layers.add(layer)
+            else:
+                self.layers.insert(index, layer)
+        self.layer_added.emit(layers[0])
+        self._announce(cached.result, layers)
         self.changed.emit()
-        return layer
+        return layers
 
     def _restore_settings(self, layer: HeatmapLayer) -> int | None:
         """Give a result that came back from the cache the settings remembered for it on

@@ -61,9 +61,22 @@ class MeasurementExport(QObject):
         self.last_message = ""
 
     def visible_heatmaps(self) -> list[HeatmapLayer]:
-        """The heatmap layers shown now, top first (as the legend lists them)."""
+        """The heatmap layers shown now, top first (as the legend lists them), each result
+        once per class: a result's class map or confidence layer brings every class, so
+        its single-class layers add nothing."""
         layers = [x for x in self.layers if isinstance(x, HeatmapLayer) and x.visible]
-        return list(reversed(layers))
+        every_class = {id(x.result) for x in layers if x.class_index < 0}
+        kept: list[HeatmapLayer] = []
+        seen: set[tuple[int, int]] = set()
+        for layer in reversed(layers):
+            whole = id(layer.result) in every_class
+            if whole and layer.class_index >= 0:
+                continue
+            key = (id(layer.result), -1 if whole else layer.class_index)
+            if key not in seen:
+                seen.add(key)
+                kept.append(layer)
+        return kept
 
     def choose(self) -> None:
         """Ask where (in the slide's folder, ``<slide>.<models>.measurements.csv``), then

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.colormaps import CONTINUOUS
-from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+from viewer.layers.heatmap import ARGMAX, CONFIDENCE_MEASURES, HeatmapLayer
 from viewer.layers.masks import MaskLayer
 
 _ROLE_LAYER = Qt.ItemDataRole.UserRole + 1
@@ -337,7 +337,9 @@ class LayersPanel(QWidget):
                 for k, name in enumerate(layer.class_names):
                     self.show_combo.addItem(f"{name} {layer.value_label}", k)
                 if len(layer.class_names) > 1:
-                    self.show_combo.addItem("Most likely class", ARGMAX)
+                    self.show_combo.addItem("Most likely class (class map)", ARGMAX)
+                    for index, measure in CONFIDENCE_MEASURES.items():
+                        self.show_combo.addItem(f"Confidence ({measure})", index)
                 self.show_combo.setCurrentIndex(self.show_combo.findData(layer.class_index))
                 self.colormap_combo.setCurrentText(layer.colormap)
                 self.colormap_combo.setEnabled(layer.class_index != ARGMAX)
