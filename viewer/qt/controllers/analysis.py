@@ -316,10 +316,13 @@ class AnalysisController(QObject):
         if opened is not None and pixel_size.info is opened.source.info:
             self.metrics_panel.set_mpp(pixel_size.mpp)
 
-    def _on_untrusted(self, spec: JobSpec, path: str, sha256: str, message: str) -> None:
+    def _on_untrusted(
+        self, spec: JobSpec, path: str, sha256: str, message: str, kind: str = "torchscript"
+    ) -> None:
+        program = "torch.export program" if kind == "pt2" else "TorchScript model"
         answer = QMessageBox.question(
             self.window,
-            "Trust this TorchScript model?",
+            f"Trust this {program}?",
             f"{message}\n\nRun it anyway? Only say yes if you trust where "
             f"{Path(path).name} came from.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,

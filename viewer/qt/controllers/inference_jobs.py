@@ -106,14 +106,14 @@ class InferenceJobs(QObject):
     ``slide`` is the slide on screen (:meth:`set_slide`); only payloads tagged with it
     reach the layers.  Signals: ``changed()`` whenever a job's state or progress
     changes (for the status bar), ``failed(job_id, message)``,
-    ``untrusted(spec, path, sha256, message)`` when a TorchScript model needs the
-    user's trust, ``layer_added(layer)``, ``result_ready(ReadyResult)`` when a result
+    ``untrusted(spec, path, sha256, message, kind)`` when a program model (``kind``
+    ``"torchscript"`` or ``"pt2"``) needs the user's trust, ``layer_added(layer)``, ``result_ready(ReadyResult)`` when a result
     of the open slide is complete (a job done, or a result from the cache).
     """
 
     changed = Signal()
     failed = Signal(int, str)
-    untrusted = Signal(object, str, str, str)
+    untrusted = Signal(object, str, str, str, str)
     layer_added = Signal(object)
     result_ready = Signal(object)  # ReadyResult: a result finished or restored
     device_info = Signal(object)  # dict: {"cuda": bool, "torch": version} after warm-up
@@ -252,7 +252,9 @@ class InferenceJobs(QObject):
         if state is None or state.status not in ("queued", "running"):
             return
         if isinstance(payload, _Untrusted):
-            self.untrusted.emit(state.spec, str(payload.path), payload.sha256, payload.message)
+            self.untrusted.emit(
+                state.spec, str(payload.path), payload.sha256, payload.message, payload.kind
+            )
         elif isinstance(payload, _Cached):
             state.from_cache = True
             state.result = payload.result

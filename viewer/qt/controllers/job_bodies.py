@@ -108,12 +108,14 @@ class _Cached:
 
 @dataclass(frozen=True)
 class _Untrusted:
-    """The job's model is TorchScript the user has not trusted yet."""
+    """The job's model is a program (TorchScript, ``.pt2``) the user has not trusted yet."""
 
     slide: SlideTag
     path: Path
     sha256: str
     message: str
+    #: What kind of program: ``"torchscript"`` or ``"pt2"`` (a ``torch.export`` archive).
+    kind: str = "torchscript"
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,11 @@ def run_job_body(
     try:
         model = pool.get(spec.model_folder, device, spec.trust)
     except UntrustedModelError as exc:
-        emit(_Untrusted(spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc)))
+        emit(
+            _Untrusted(
+                spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc), exc.kind
+            )
+        )
         return
     job = InferenceJob(
         slide=spec.slide_path,
