@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inference.results.exports import OutputPaths
     from inference.results.store import InferenceResult
     from inference.slide_level.aggregate import Aggregator
+    from inference.slide_level.answer import SlideAnswer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class SlideRun:
 
     ``status`` is ``"done"``, ``"cached"`` (served from the result cache), ``"skipped"``
     (results already there) or ``"failed"`` (``message`` says why).  ``result`` is the
-    finished result when this process made or loaded it (not kept in reprs).
+    finished result when this process made or loaded it (not kept in reprs), ``answer``
+    the slide-level answer when an aggregator made one.
     """
 
     slide: Path
@@ -70,6 +72,7 @@ class SlideRun:
     counts: dict[str, int] = field(default_factory=dict)
     source_id: str = ""
     result: InferenceResult | None = field(default=None, repr=False, compare=False)
+    answer: SlideAnswer | None = field(default=None, repr=False, compare=False)
 
 
 def output_stem(path: Path) -> str:
@@ -293,6 +296,7 @@ def infer_slide(
         counts=counts,
         source_id=source_id,
         result=result,
+        answer=answer,
     )
 
 

@@ -83,23 +83,57 @@ class BatchSetupError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """The model of a batch: its folder, name and weights' SHA-256 (no torch needed)."""
+    """The model of a batch (no torch needed to know it).
+
+    ``folder`` and ``name``: what ``--model`` named (a patch model, or a slide-level
+    head); ``sha256``: what the results are made from, the records' identity (the patch
+    model's weights, and a head's weights with them); ``patch_folder`` and
+    ``patch_sha256``: the patch model the workers run; ``slide_level``: whether each
+    slide also gets a slide-level answer (a head, or a card declaring an aggregation).
+    """
 
     folder: Path
     name: str
     sha256: str
+    patch_folder: Path | None = None
+    patch_sha256: str = ""
+    slide_level: bool = False
+
+    @property
+    def patch_model_folder(self) -> Path:
+        return self.patch_folder if self.patch_folder is not None else self.folder
+
+    @property
+    def patch_model_sha256(self) -> str:
+        return self.patch_sha256 or self.sha256
 
 
 def identify_model(name_or_folder: str) -> ModelIdentity:
-    """Resolve ``--model`` and hash its weights; :class:`BatchSetupError` when unusable."""
+    """Resolve ``--model`` and hash its weights; :class:`BatchSetupError` when unusable.
+
+    A slide-level head's folder names its feature extractor, the patch model the
+    workers run; the run's identity then hashes both weights files."""
+    import hashlib
+
     from inference.models import ModelError, file_sha256, load_card, resolve_model
     from inference.models.loading import find_weights
+    from inference.models.registry import is_slide_head
+    from inference.slide_level.head_card import head_weights, load_head_card
 
     try:
-        folder = resolve_model(name_or_folder)
-        card = load_card(folder)
-        weights, _kind = find_weights(folder, card)
-        return ModelIdentity(folder.resolve(), str(card.name), file_sha256(weights))
+        folder = resolve_model(name_or_folder).resolve()
+        if not is_slide_head(folder):
+            card = load_card(folder)
+            weights, _kind = find_weights(folder, card)
+            sha = file_sha256(weights)
+            return ModelIdentity(folder, str(card.name), sha, folder, sha, bool(card.aggregation))
+        head = load_head_card(folder)
+        patch_folder = head.feature_extractor_folder().resolve()
+        patch_weights, _kind = find_weights(patch_folder, load_card(patch_folder))
+        patch_sha = file_sha256(patch_weights)
+        head_sha = file_sha256(head_weights(folder))
+        both = hashlib.sha256(f"{patch_sha}+{head_sha}".encode()).hexdigest()
+        return ModelIdentity(folder, head.name, both, patch_folder, patch_sha, slide_level=True)
     except (ModelError, OSError) as exc:
         raise BatchSetupError(str(exc)) from exc
 
@@ -306,9 +340,11 @@ class BatchRun:
         spec = TaskSpec(
             run_id=self.run_id,
             out=self.request.out.resolve(),
-            model_folder=self.model.folder,
+            model_folder=self.model.patch_model_folder,
             model_name=self.model.name,
-            model_sha256=self.model.sha256,
+            model_sha256=self.model.patch_model_sha256,
+            identity_sha256=self.model.sha256,
+            pipeline_folder=self.model.folder if self.model.slide_level else None,
             settings=self.request.settings,
             slides_per_host=per_host,
         )

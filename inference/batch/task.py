@@ -39,6 +39,7 @@ from inference.batch.settings import SlideSettings
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult, ModelLike
+    from inference.slide_level.aggregate import Aggregator
 
 #: The Dask event topic of batch progress.
 EVENT_TOPIC = "slidelens-batch"
@@ -54,10 +55,15 @@ class SlideFailed(Exception):
 class TaskSpec:
     """What every task of one batch run shares (pickled to the workers).
 
-    ``model_folder`` is resolved on the client; workers must see the same path (shared
-    storage on a cluster).  ``slides_per_host`` is how many slides run at once on one
-    machine (a local cluster's workers x threads); ``None`` on a remote cluster, where a
-    worker's own thread count is used.
+    ``model_folder`` is the patch model, resolved on the client; workers must see the
+    same path (shared storage on a cluster).  ``model_sha256`` is its weights' hash (a
+    worker checks it), ``identity_sha256`` what the records name (with a slide-level
+    head, both weights; ``""``: ``model_sha256``).  ``pipeline_folder``: the folder the
+    user named when each slide also gets a slide-level answer (a head, or a patch model
+    whose card declares an aggregation; see
+    :func:`~inference.slide_level.pipeline.resolve_pipeline`).  ``slides_per_host`` is
+    how many slides run at once on one machine (a local cluster's workers x threads);
+    ``None`` on a remote cluster, where a worker's own thread count is used.
     """
 
     run_id: str
@@ -67,6 +73,13 @@ class TaskSpec:
     model_sha256: str
     settings: SlideSettings
     slides_per_host: int | None = None
+    identity_sha256: str = ""
+    pipeline_folder: Path | None = None
+
+    @property
+    def record_sha256(self) -> str:
+        """The model identity the slides' records carry."""
+        return self.identity_sha256 or self.model_sha256
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class TaskEvent:
 # -- the worker's side -------------------------------------------------------------------------
 
 _models: dict[tuple[str, str, str], ModelLike] = {}
+_aggregators: dict[tuple[str, str], Aggregator | None] = {}
 _models_lock = threading.Lock()
 
 
@@ -137,6 +151,31 @@ def _model(spec: TaskSpec, device: str) -> ModelLike:
             _models.clear()  # one model per process: a new run's model replaces the old
             _models[key] = model = loaded
         return model
+
+
+def _aggregator(spec: TaskSpec) -> Aggregator | None:
+    """The run's slide-level aggregator (``None`` without one), made once per worker
+    process; raises :class:`SlideFailed` when it cannot be made."""
+    if spec.pipeline_folder is None:
+        return None
+    from inference.models import ModelError
+    from inference.slide_level.pipeline import resolve_pipeline
+
+    key = (str(spec.pipeline_folder), spec.record_sha256)
+    with _models_lock:
+        if key not in _aggregators:
+            try:
+                pipeline = resolve_pipeline(spec.pipeline_folder, trust=spec.settings.trust)
+            except ModelError as exc:
+                raise SlideFailed(str(exc)) from exc
+            if pipeline.patch_folder.resolve() != Path(spec.model_folder).resolve():
+                raise SlideFailed(
+                    f"{spec.pipeline_folder}: its patch model changed since the batch "
+                    "started; run the batch again"
+                )
+            _aggregators.clear()
+            _aggregators[key] = pipeline.aggregator
+        return _aggregators[key]
 
 
 def _worker() -> Any:
@@ -213,6 +252,7 @@ def load_model_task(spec: TaskSpec) -> str:
     """
     worker = _worker()
     try:
+        _aggregator(spec)  # a head that cannot load stops the batch here too
         return _model(spec, _device(spec.settings.device, worker)).sha256
     except SlideFailed:
         raise
@@ -232,9 +272,17 @@ def run_slide_task(item: BatchItem, spec: TaskSpec) -> SlideOutcome:
         asked = item.settings(spec.settings)
         settings = _share_cores(asked, device, spec, worker)
         model = _model(spec, device)
+        aggregator = _aggregator(spec)
         partial = partial_folder(spec.out, item.name)
         run = infer_slide(
-            item.slide, model, settings, device, partial, stem=item.stem, progress=lambda _: events
+            item.slide,
+            model,
+            settings,
+            device,
+            partial,
+            stem=item.stem,
+            progress=lambda _: events,
+            aggregator=aggregator,
         )
         from inference.results.grading import GradingSpec
         from inference.results.slide_level import slide_level_outputs
@@ -245,13 +293,15 @@ def run_slide_task(item: BatchItem, spec: TaskSpec) -> SlideOutcome:
             if run.result is not None
             else {}
         )
+        if run.answer is not None:
+            outputs.update(run.answer.output_columns())
         record = SlideRecord(
             slide=str(item.slide),
             name=item.name,
             stem=item.stem,
             source_id=run.source_id,
             model=spec.model_name,
-            model_sha256=model.sha256,
+            model_sha256=spec.record_sha256,
             settings=asked.result_settings(),
             seconds=round(time.perf_counter() - started, 3),
             counts=run.counts,

@@ -49,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "batch",
         help="run a model over many slides on a Dask cluster; resumable, one folder per slide",
         description=(
-            "Run a patch model over every slide of DIR (searched recursively), the SLIDES "
+            "Run a patch model (or a slide-level head over its patch model) over every "
+            "slide of DIR (searched recursively), the SLIDES "
             "given, and/or the paths listed in --list FILE, one Dask task per slide: a "
             "local cluster of worker processes by default (one per GPU, or one per four "
             "cores), or the cluster whose scheduler is at --scheduler.  Each slide gets "
@@ -63,7 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--list", type=Path, metavar="FILE", help="a text file of slide paths, one a line"
     )
-    parser.add_argument("--model", required=True, help="bundled model name or model folder")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="bundled model name or model folder (a patch model or a slide-level head)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
         "--scheduler",

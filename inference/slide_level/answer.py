@@ -44,6 +44,14 @@ class SlideAnswer:
         """The probability of the label."""
         return float(self.probabilities[self.class_names.index(self.label)])
 
+    def output_columns(self) -> dict[str, float]:
+        """``slide_prob_<class>`` for every class: the answer as numbers, for a batch's
+        summary table (the label is the most probable class)."""
+        return {
+            f"slide_prob_{name}": round(float(p), _DIGITS)
+            for name, p in zip(self.class_names, self.probabilities, strict=True)
+        }
+
     def slide_keys(self) -> dict[str, Any]:
         """``slide_label``, ``slide_probabilities`` (class -> probability) and
         ``aggregation`` (what made them), for ``<stem>.slide.json``."""

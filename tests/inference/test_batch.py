@@ -389,3 +389,34 @@ def test_bench_batch_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> N
         report["batch_1_workers"]["slides_per_hour"] / report["infer_sequential"]["slides_per_hour"]
     )
     assert report["batch_vs_infer"]["1"] == pytest.approx(ratio, abs=0.001)
+
+
+def test_a_slide_level_head_answers_every_slide_as_infer_does(
+    slides: list[Path], client: Any, tmp_path: Path
+) -> None:
+    head = "demo-tumour-mil"  # ABMIL over the demo tumour classifier's embeddings
+    out = tmp_path / "batch"
+    items = _items(slides[:2])
+    outcome = BatchRun(_request(items, out, Path(head)), client=client).run()
+    assert [s.status for s in outcome.states] == [DONE, DONE], outcome.states
+    infer_out = tmp_path / "infer"
+    assert main(["infer", *map(str, slides[:2]), "--model", head, "--out", str(infer_out),
+                 *EXACT_FLAGS, "-q"]) == 0  # fmt: skip
+    for state, slide in zip(outcome.states, slides[:2], strict=True):
+        report = json.loads((out / slide.stem / f"{slide.stem}.slide.json").read_text())
+        expected = json.loads((infer_out / f"{slide.stem}.slide.json").read_text())
+        assert report["slide_label"] == expected["slide_label"]
+        assert report["slide_probabilities"] == expected["slide_probabilities"]
+        assert report["aggregation"]["type"] == "abmil"
+        columns = {f"slide_prob_{k}": v for k, v in expected["slide_probabilities"].items()}
+        assert state.outputs.items() >= columns.items()
+    header = (out / SUMMARY_CSV).read_text().splitlines()[0].split(",")
+    assert {"slide_prob_tumour", "slide_prob_no tumour"} <= set(header)
+
+    # the head is part of what the results were made from: the same head skips, the
+    # patch model alone redoes them
+    again = BatchRun(_request(items, out, Path(head)), client=client).run()
+    assert [s.status for s in again.states] == [SKIPPED, SKIPPED]
+    alone = BatchRun(_request(items, out, Path("demo-tumour-classifier")), client=client).run()
+    assert [s.status for s in alone.states] == [DONE, DONE]
+    assert all(not any(k.startswith("slide_prob_") for k in s.outputs) for s in alone.states)
