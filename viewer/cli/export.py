@@ -4,9 +4,11 @@ The figure is composed by the same code as the viewer's "Export region" (see
 :mod:`viewer.export.figure`): the slide at the chosen pixel size, the model result that
 ``slidelens infer --out DIR`` wrote (``--results DIR``) as a heatmap, annotations from
 a GeoJSON file, ground truth outlined, a scale bar, legends and a caption; beside the
-figure goes ``<figure>.json`` with its provenance.  No Qt is imported (it runs on a
-server).  The figure's size is printed before anything is written; one of more than
-:data:`~viewer.export.compositor.LARGE_FIGURE_PIXELS` is refused unless ``--force``.
+figure goes ``<figure>.json`` with its provenance (with the grade and class areas of the
+results' ``<stem>.slide.json``, under the layer's ``slide_report``).  No Qt is imported
+(it runs on a server).  The figure's size is printed before anything is written; one of
+more than :data:`~viewer.export.compositor.LARGE_FIGURE_PIXELS` is refused unless
+``--force``.
 Exit codes (:mod:`inference.cli.exit_codes`): 0 written, 1 the slide or another input
 file could not be read or the figure not written, 2 bad arguments (a region outside the
 slide, a figure too large, an unknown class or file type).
@@ -246,6 +248,7 @@ def _layers(args: argparse.Namespace, source: SlideSource) -> list[Layer]:
 
 def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
     from inference.results.exports import find_result, read_result_npz
+    from viewer.grade_provenance import PROVENANCE_KEY
     from viewer.layers.colormaps import CONTINUOUS
     from viewer.layers.heatmap import ARGMAX, HeatmapLayer
 
@@ -295,6 +298,9 @@ def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
         "created": run.get("created"),
         "source_id": made_for,
     }
+    summary = _grade_summary(npz, model.get("sha256"))
+    if summary is not None:
+        provenance[PROVENANCE_KEY] = summary
     name = f"{model.get('name') or 'model'} results"
     layer = HeatmapLayer(
         name,
@@ -335,6 +341,36 @@ def _run_document(npz: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _grade_summary(npz: Path, model_sha256: str | None) -> dict[str, Any] | None:
+    """The grade and class areas of the ``<stem>.slide.json`` written beside a result, as
+    the viewer puts them in a layer's provenance; ``None`` when there is none, or (with a
+    warning line naming the file) when it cannot be read or another model made it."""
+    from inference.results.slide_report import read_slide_report, slide_report_path
+    from viewer.grade_provenance import grade_summary
+
+    path = slide_report_path(npz.parent, npz.name.removesuffix(".result.npz"))
+    if not path.is_file():
+        return None
+    try:
+        report = read_slide_report(path)
+    except ValueError as exc:
+        print(
+            f"slidelens export: warning: {exc}; the figure carries no grade",
+            file=sys.stderr,
+        )
+        return None
+    made_by = report.get("model")
+    made_by = made_by if isinstance(made_by, dict) else {}
+    if model_sha256 and made_by.get("sha256") and made_by["sha256"] != model_sha256:
+        print(
+            f"slidelens export: warning: {path.name} was made by another model than "
+            f"{npz.name} ({made_by.get('name')}); the figure carries no grade",
+            file=sys.stderr,
+        )
+        return None
+    return grade_summary(report)
 
 
 def _truth_layer(path: Path, source: SlideSource) -> Layer:

@@ -30,6 +30,7 @@ from viewer.qt.canvas.slide_canvas import SlideCanvas
 from viewer.qt.canvas.tile_bridge import TileBridge
 from viewer.qt.controllers.analysis import AnalysisController
 from viewer.qt.controllers.annotations import AnnotationController
+from viewer.qt.controllers.class_report import ClassReportController
 from viewer.qt.controllers.display import DisplayController
 from viewer.qt.controllers.explain import ExplainController
 from viewer.qt.controllers.export import ExportController
@@ -92,6 +93,14 @@ class MainWindow(QMainWindow):
             pixel_size=self.pixel_size,
             cache_folder=self.analysis.jobs.cache_folder,
         )
+        self.class_report = ClassReportController(  # grade and class areas, in figures too
+            self.analysis.jobs,
+            self.slide_level.panel,
+            self.pixel_size,
+            self.slide_level.go_to,
+            self,
+        )
+        self.class_report.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         tabify_docks(
             self,
             self.analysis.models_dock,
@@ -181,6 +190,7 @@ class MainWindow(QMainWindow):
         self.exports.set_slide(opened)
         self.explain.set_slide(opened)
         self.slide_level.set_slide(opened)
+        self.class_report.set_slide(opened)
         info = opened.source.info
         typed = self.pixel_size.typed
         mpp = (
@@ -223,6 +233,7 @@ class MainWindow(QMainWindow):
         self.exports.set_slide(None)
         self.explain.set_slide(None)
         self.slide_level.set_slide(None)
+        self.class_report.set_slide(None)
         self.pixel_size.set_slide(None)
         self.bridge.release_source(self.current.source)
         self.current = None

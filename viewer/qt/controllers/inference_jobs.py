@@ -107,8 +107,9 @@ class InferenceJobs(QObject):
     reach the layers.  Signals: ``changed()`` whenever a job's state or progress
     changes (for the status bar), ``failed(job_id, message)``,
     ``untrusted(spec, path, sha256, message, kind)`` when a program model (``kind``
-    ``"torchscript"`` or ``"pt2"``) needs the user's trust, ``layer_added(layer)``, ``result_ready(ReadyResult)`` when a result
-    of the open slide is complete (a job done, or a result from the cache).
+    ``"torchscript"`` or ``"pt2"``) needs the user's trust, ``layer_added(layer)``,
+    ``result_ready(ReadyResult)`` when a result of the open slide is complete (a job
+    done, or a result from the cache).
     """
 
     changed = Signal()

@@ -210,11 +210,7 @@ def run_job_body(
     try:
         model = pool.get(spec.model_folder, device, spec.trust)
     except UntrustedModelError as exc:
-        emit(
-            _Untrusted(
-                spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc), exc.kind
-            )
-        )
+        emit(_Untrusted(spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc), exc.kind))
         return
     job = InferenceJob(
         slide=spec.slide_path,

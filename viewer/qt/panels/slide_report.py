@@ -6,9 +6,10 @@ that made it); how the attention layer scales its values (raw, or rank percentil
 a gallery of the top-ranked patches (most attended, or highest scoring), each a click
 away; "Find regions like this one" (a canvas tool) with the ten most similar places,
 each a click away; then sections other reports fill (:meth:`SlideReportPanel.add_section`,
-e.g. a grade).  Signals: ``run_requested()``, ``scaling_changed(str)`` (``raw`` or
-``percentile``), ``go_to(object)`` (a level-0 ``(x, y, w, h)``) and
-``similar_toggled(bool)``.  Widgets only: the controller fills it.
+e.g. a grade; a keyed section is replaced by the next one under its key).  Signals:
+``run_requested()``, ``scaling_changed(str)`` (``raw`` or ``percentile``), ``go_to(object)``
+(a level-0 ``(x, y, w, h)``) and ``similar_toggled(bool)``.  Widgets only: the
+controllers fill it.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class SlideReportPanel(QWidget):
         similar_layout.addWidget(self.similar_list)
 
         self.sections = QVBoxLayout()
+        self._keyed: dict[str, QGroupBox] = {}
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(run_row)
@@ -237,14 +239,49 @@ class SlideReportPanel(QWidget):
             item.setData(_ROLE_RECT, tuple(float(v) for v in rect))
             self.similar_list.addItem(item)
 
-    def add_section(self, title: str, widget: QWidget) -> QGroupBox:
-        """A section below the report's own (another report's: a grade, a score)."""
+    def add_section(self, title: str, widget: QWidget, key: str | None = None) -> QGroupBox:
+        """A section below the report's own (another report's: a grade, a score).  With a
+        ``key``, it replaces the section added before under that key, in its place."""
         box = QGroupBox(title)
         QVBoxLayout(box).addWidget(widget)
-        self.sections.addWidget(box)
+        old = self._keyed.pop(key, None) if key is not None else None
+        if old is not None:
+            self.sections.insertWidget(self.sections.indexOf(old), box)
+            _discard(self.sections, old)
+        else:
+            self.sections.addWidget(box)
+        if key is not None:
+            self._keyed[key] = box
         return box
+
+    def section(self, key: str) -> QGroupBox | None:
+        """The section added under ``key`` (``None`` when there is none)."""
+        return self._keyed.get(key)
+
+    def remove_section(self, key: str) -> bool:
+        """Remove the section added under ``key``; ``False`` when there was none."""
+        box = self._keyed.pop(key, None)
+        if box is not None:
+            _discard(self.sections, box)
+        return box is not None
+
+    def clear_sections(self) -> None:
+        """Remove every section :meth:`add_section` added, keyed or not."""
+        self._keyed.clear()
+        while self.sections.count():
+            item = self.sections.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.setParent(None)
+                widget.deleteLater()
 
     def _item_clicked(self, item: QListWidgetItem) -> None:
         rect = item.data(_ROLE_RECT)
         if rect:
             self.go_to.emit(tuple(rect))
+
+
+def _discard(layout: QVBoxLayout, box: QWidget) -> None:
+    layout.removeWidget(box)
+    box.setParent(None)
+    box.deleteLater()
