@@ -254,7 +254,12 @@ def infer_slide(
             grid = result.grid
             extra = answer.archive_arrays(grid.p_rows, grid.p_cols) if answer else None
             write_csv(paths.csv, result)
-            write_geojson(paths.geojson, result, threshold=model.card.threshold)
+            write_geojson(
+                paths.geojson,
+                result,
+                threshold=model.card.threshold,
+                l0_origin=source.info.l0_bounds_origin,  # where QuPath counts from
+            )
             write_result_npz(paths.result, result, extra=extra)
             geometry = write_heatmap_tiff(
                 paths.heatmap,

@@ -102,7 +102,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=evaluate_command)
 
 
-def _truth(args: argparse.Namespace, dims: tuple[int, int]) -> TruthMask:
+def _truth(
+    args: argparse.Namespace, dims: tuple[int, int], l0_origin: tuple[float, float]
+) -> TruthMask:
     from inference.evaluation.truth import TruthError, load_truth
 
     is_geojson = args.truth.suffix.lower() in {".geojson", ".json"}
@@ -112,7 +114,7 @@ def _truth(args: argparse.Namespace, dims: tuple[int, int]) -> TruthMask:
             EXIT_USAGE,
         )
     try:
-        return load_truth(args.truth, dims, class_name=args.truth_class)
+        return load_truth(args.truth, dims, class_name=args.truth_class, l0_origin=l0_origin)
     except TruthError as exc:
         raise EvaluateError(str(exc)) from exc
 
@@ -137,7 +139,7 @@ def _report(args: argparse.Namespace) -> tuple[MetricsReport, list[str], str]:
         except MetricsError as exc:
             raise EvaluateError(f"{result_path.name}: {exc}", EXIT_USAGE) from exc
         dims = source.info.dimensions
-        truth = _truth(args, dims)
+        truth = _truth(args, dims, source.info.l0_bounds_origin)
         try:
             report = evaluate(
                 result,

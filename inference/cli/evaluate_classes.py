@@ -116,7 +116,11 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _class_truth(
-    path: Path, dims: tuple[int, int], result: InferenceResult, card: dict[str, Any]
+    path: Path,
+    dims: tuple[int, int],
+    result: InferenceResult,
+    card: dict[str, Any],
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> TruthMask:
     from inference.evaluation.class_truth import load_class_truth
     from inference.evaluation.truth import TruthError
@@ -129,6 +133,7 @@ def _class_truth(
             dims,
             result.class_names,
             truth_classes=mapping if isinstance(mapping, dict) else None,
+            l0_origin=l0_origin,
         )
     except TruthError as exc:
         raise EvaluateError(str(exc)) from exc
@@ -141,6 +146,7 @@ def _binary_truth(
     result: InferenceResult,
     class_index: int,
     card: dict[str, Any],
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> TruthMask:
     """The truth of a binary report: as :mod:`inference.cli.evaluate` reads it for a
     result of two classes; positive where the truth is ``class_index`` for more."""
@@ -156,10 +162,10 @@ def _binary_truth(
         )
     if result.num_classes <= 2 or args.truth_class is not None:
         try:
-            return load_truth(path, dims, class_name=args.truth_class)
+            return load_truth(path, dims, class_name=args.truth_class, l0_origin=l0_origin)
         except TruthError as exc:
             raise EvaluateError(str(exc)) from exc
-    truth = _class_truth(path, dims, result, card)
+    truth = _class_truth(path, dims, result, card, l0_origin)
     positive = truth.label_image == class_index
     name = result.class_names[class_index]
     return replace(truth, mask=positive, labels=None, note=f"positive: truth class {name}")
@@ -225,12 +231,13 @@ def evaluate_slide(
         mpp = slide_doc.get("mpp_used") if isinstance(slide_doc, dict) else None
         mpp = float(mpp) if isinstance(mpp, int | float) else source.info.mpp
         dims = source.info.dimensions
+        origin = source.info.l0_bounds_origin  # GeoJSON truth counts from the bounds
         truth_path = args.truth if args.truth is not None else truth_beside(slide)
         tissue = tissue_mask(source)
         report: Any
         try:
             if result.num_classes > 2 and args.positive_class is None:
-                truth = _class_truth(truth_path, dims, result, card)
+                truth = _class_truth(truth_path, dims, result, card, origin)
                 report = evaluate_classes(
                     result, truth, tissue, mpp=mpp, l0_region=args.region, l0_dimensions=dims
                 )
@@ -241,7 +248,7 @@ def evaluate_slide(
                     index = resolve_class(result.class_names, wanted)
                 except MetricsError as exc:
                     raise EvaluateError(f"{result_path.name}: {exc}", EXIT_USAGE) from exc
-                truth = _binary_truth(args, truth_path, dims, result, index, card)
+                truth = _binary_truth(args, truth_path, dims, result, index, card, origin)
                 report = evaluate(
                     result,
                     truth,

@@ -60,14 +60,17 @@ def load_class_truth(
     *,
     truth_classes: Mapping[str, str] | None = None,
     l0_per_px: float | None = None,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> TruthMask:
     """The ground truth at ``path`` as class indices of ``class_names`` (see the module),
     for a slide of ``l0_dimensions``: a :class:`TruthMask` whose ``labels`` are class
     indices (``mask`` is ``labels > 0``).  ``l0_per_px`` sets the raster scale of
-    polygons.  Raises :class:`TruthError` naming the file and the cause."""
+    polygons, whose coordinates count from ``l0_origin`` (the slide's bounds corner, as
+    in :func:`~inference.evaluation.truth.load_truth`).  Raises :class:`TruthError`
+    naming the file and the cause."""
     path = Path(path).expanduser()
     if path.suffix.lower() in {".geojson", ".json"}:
-        return _from_geojson(path, l0_dimensions, class_names, truth_classes, l0_per_px)
+        return _from_geojson(path, l0_dimensions, class_names, truth_classes, l0_per_px, l0_origin)
     truth = load_truth(path, l0_dimensions)
     if truth.labels is None and truth.encoding not in ("0/1",) and len(class_names) > 2:
         raise TruthError(
@@ -103,8 +106,11 @@ def _from_geojson(
     class_names: Sequence[str],
     truth_classes: Mapping[str, str] | None,
     l0_per_px: float | None,
+    l0_origin: tuple[float, float],
 ) -> TruthMask:
-    scale, shape, polygons = read_geojson_polygons(path, l0_dimensions, l0_per_px=l0_per_px)
+    scale, shape, polygons = read_geojson_polygons(
+        path, l0_dimensions, l0_per_px=l0_per_px, l0_origin=l0_origin
+    )
     if not polygons:
         raise TruthError(path, "no polygon features found")
     indices: dict[str, int | None] = {}

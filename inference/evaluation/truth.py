@@ -160,13 +160,17 @@ def load_truth(
     *,
     class_name: str | None = None,
     l0_per_px: float | None = None,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> TruthMask:
     """Read a mask image or GeoJSON file as a :class:`TruthMask` for a slide of
     ``l0_dimensions`` (level-0 width, height).
 
     ``class_name`` keeps only GeoJSON features of that classification (any case);
     ``l0_per_px`` sets the raster scale of polygons (default: the longer side within
-    :data:`MAX_TRUTH_SIDE`, at least 1).  Raises :class:`TruthError`.
+    :data:`MAX_TRUTH_SIDE`, at least 1).  ``l0_origin`` is the level-0 point GeoJSON
+    coordinates count from: the slide's bounds corner (``SlideInfo.l0_bounds``), as
+    QuPath counts (a mask image always covers the slide from level-0 ``(0, 0)``).
+    Raises :class:`TruthError`.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -175,7 +179,7 @@ def load_truth(
         raise TruthError(path, "is a folder, not a mask image or GeoJSON file")
     suffix = path.suffix.lower()
     if suffix in {".geojson", ".json"}:
-        return _load_geojson(path, l0_dimensions, class_name, l0_per_px)
+        return _load_geojson(path, l0_dimensions, class_name, l0_per_px, l0_origin)
     if suffix in _IMAGE_SUFFIXES:
         return _load_mask_image(path, l0_dimensions)
     raise TruthError(
@@ -259,10 +263,13 @@ def _load_geojson(
     l0_dimensions: tuple[int, int],
     class_name: str | None,
     l0_per_px: float | None,
+    l0_origin: tuple[float, float],
 ) -> TruthMask:
     data = _read_geojson(path)
     keep = None if class_name is None else (lambda name: name.lower() == class_name.lower())
-    scale, shape, polygons = _geojson_polygons(path, data, l0_dimensions, l0_per_px, keep)
+    scale, shape, polygons = _geojson_polygons(
+        path, data, l0_dimensions, l0_per_px, keep, l0_origin
+    )
     mask = np.zeros(shape, dtype=bool)
     for polygon in polygons:
         _fill(mask, ring_edges(list(polygon.rings)))
@@ -286,16 +293,18 @@ def read_geojson_polygons(
     l0_dimensions: tuple[int, int],
     *,
     l0_per_px: float | None = None,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[float, tuple[int, int], list[TruthPolygon]]:
     """Every polygon of a GeoJSON ground truth for a slide of ``l0_dimensions``, in file
     order, at the raster scale :func:`load_truth` uses: ``(level-0 px per mask px,
-    (rows, cols) of the mask, polygons)``.  Raises :class:`TruthError` as
-    :func:`load_truth` does (points and lines, which have no area, are skipped)."""
+    (rows, cols) of the mask, polygons)``; coordinates count from ``l0_origin`` (see
+    :func:`load_truth`).  Raises :class:`TruthError` as :func:`load_truth` does (points
+    and lines, which have no area, are skipped)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise TruthError(path, "no such file" if not path.exists() else "is a folder")
     data = _read_geojson(path)
-    return _geojson_polygons(path, data, l0_dimensions, l0_per_px, None)
+    return _geojson_polygons(path, data, l0_dimensions, l0_per_px, None, l0_origin)
 
 
 def _read_geojson(path: Path) -> Any:
@@ -314,8 +323,10 @@ def _geojson_polygons(
     l0_dimensions: tuple[int, int],
     l0_per_px: float | None,
     keep: Callable[[str], bool] | None,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[float, tuple[int, int], list[TruthPolygon]]:
     l0_w, l0_h = l0_dimensions
+    origin = np.asarray(l0_origin, np.float64)
     scale = l0_per_px or max(1.0, math.ceil(max(l0_w, l0_h) / MAX_TRUTH_SIDE))
     shape = (math.ceil(l0_h / scale), math.ceil(l0_w / scale))
     vertices = 0
@@ -331,7 +342,8 @@ def _geojson_polygons(
                 vertices += len(points)
                 if vertices > MAX_TOTAL_VERTICES:
                     raise TruthError(path, f"more than {MAX_TOTAL_VERTICES:,} vertices in all")
-                rings.append(points / scale)  # mask pixel (c, r) spans [c, c + 1) x [r, r + 1)
+                # mask pixel (c, r) spans [c, c + 1) x [r, r + 1)
+                rings.append((points + origin) / scale)
             polygons.append(TruthPolygon(name, tuple(rings)))
     return float(scale), shape, polygons
 

@@ -104,21 +104,29 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def geojson_features(
-    result: InferenceResult, *, object_type: str = "tile", threshold: float = DEFAULT_THRESHOLD
+    result: InferenceResult,
+    *,
+    object_type: str = "tile",
+    threshold: float = DEFAULT_THRESHOLD,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> list[dict[str, Any]]:
     """QuPath-readable features, one Polygon per computed patch.
 
     A tile is classified by its most likely class; with a single output (a one-class
     model) the class applies at or above ``threshold`` and the tile is unclassified (no
     ``classification``) below it.  Every class probability is in ``measurements``.
+    Coordinates are level-0 pixels counted from ``l0_origin``: the slide's bounds corner
+    (``SlideInfo.l0_bounds``), where QuPath's image starts for a slide that states bounds.
     """
     rects, probs = result.patch_table()
+    o_x, o_y = l0_origin
     names = result.class_names
     colors = class_colors(names)
     columns = prob_columns(names)
     one_output = len(names) == 1
     features = []
-    for (x, y, w, h), row in zip(rects.tolist(), probs.tolist(), strict=True):
+    for (l0_x, l0_y, w, h), row in zip(rects.tolist(), probs.tolist(), strict=True):
+        x, y = l0_x - o_x, l0_y - o_y
         ring = [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
         properties: dict[str, Any] = {"objectType": object_type, "isLocked": True}
         best = 0 if one_output else int(np.argmax(row))
@@ -142,10 +150,13 @@ def write_geojson(
     *,
     object_type: str = "tile",
     threshold: float = DEFAULT_THRESHOLD,
+    l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> int:
     """A FeatureCollection of the computed patches (see :func:`geojson_features`);
     returns the number of features."""
-    features = geojson_features(result, object_type=object_type, threshold=threshold)
+    features = geojson_features(
+        result, object_type=object_type, threshold=threshold, l0_origin=l0_origin
+    )
     collection = {"type": "FeatureCollection", "features": features}
     atomic_write_text(path, json.dumps(collection, separators=(",", ":")))
     return len(features)

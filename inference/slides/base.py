@@ -84,6 +84,13 @@ class SlideInfo:
         return Rect(x, y, w, h)
 
     @property
+    def l0_bounds_origin(self) -> tuple[float, float]:
+        """The level-0 point GeoJSON coordinates count from: the top-left corner of
+        :attr:`l0_bounds`, where QuPath's image starts (``(0, 0)`` without bounds)."""
+        bounds = self.l0_bounds
+        return float(bounds.x), float(bounds.y)
+
+    @property
     def background_rgb(self) -> tuple[int, int, int]:
         """The colour of the glass around the scan: the slide's stated
         ``openslide.background-color`` (``RRGGBB``), else white (brightfield)."""

@@ -377,7 +377,8 @@ def _truth_layer(path: Path, source: SlideSource) -> Layer:
     from inference.evaluation.truth import load_truth
     from viewer.layers.masks import MaskLayer
 
-    truth = load_truth(path, source.info.dimensions)  # TruthError is a ValueError
+    info = source.info  # GeoJSON truth counts from the bounds' corner, as QuPath does
+    truth = load_truth(path, info.dimensions, l0_origin=info.l0_bounds_origin)
     layer = MaskLayer(
         f"Ground truth: {path.name}",
         truth.mask,
