@@ -197,7 +197,8 @@ def test_results_must_belong_to_the_slide(
     assert "no results for synthetic.tiff" in capsys.readouterr().err
     right = _results(tmp_path / "right", synthetic_slide, _source_id(synthetic_slide))
     assert main([*args, "--results", str(right), "--class", "necrosis"]) == 2
-    assert "choose one of benign, tumour or argmax" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "choose one of benign, tumour, argmax, top probability, 1 - entropy" in err
     assert not out.exists()
 
 

@@ -77,3 +77,17 @@ def test_a_report_that_cannot_be_used_is_a_warning(
     doc = _export(slide, results, tmp_path / "none.png")
     assert PROVENANCE_KEY not in doc["layers"][0]["provenance"]
     assert capsys.readouterr().err == ""
+
+
+def test_a_multi_class_figure_shows_the_class_map_or_the_confidence(
+    inferred: tuple[Path, Path], tmp_path: Path
+) -> None:
+    slide, out = inferred
+    doc = _export(slide, out, tmp_path / "classes.png")
+    assert doc["layers"][0]["settings"]["class"] == "argmax"  # the class map by default
+    argv = ["export", str(slide), "--results", str(out), "--mpp", "8", "--quiet"]
+    figure = tmp_path / "sure.png"
+    assert main([*argv, "--out", str(figure), "--class", "1 - entropy"]) == 0
+    doc = json.loads(figure.with_name(f"{figure.name}.json").read_text())
+    assert doc["layers"][0]["settings"]["class"] == "1 - entropy"
+    assert main([*argv, "--out", str(tmp_path / "no.png"), "--class", "entropy"]) == 2

@@ -75,8 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--class",
         dest="class_name",
-        help="class of the results to show (default: the last class; 'argmax': every "
-        "class in its colour)",
+        help="what of the results to show: a class (default: the last class, or the "
+        "class map for three classes or more); 'argmax': every class in its colour, the "
+        "class map; 'top probability' or '1 - entropy': how confident the model is",
     )
     parser.add_argument("--colormap", default="viridis", help="heatmap colormap")
     parser.add_argument(
@@ -250,7 +251,8 @@ def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
     from inference.results.exports import find_result, read_result_npz
     from viewer.grade_provenance import PROVENANCE_KEY
     from viewer.layers.colormaps import CONTINUOUS
-    from viewer.layers.heatmap import ARGMAX, HeatmapLayer
+    from viewer.layers.heatmap import ARGMAX, CONFIDENCE_MEASURES, HeatmapLayer, shown_index
+    from viewer.result_layers import MULTI_CLASS
 
     results_dir: Path = args.results
     if not results_dir.is_dir():
@@ -270,16 +272,19 @@ def _heatmap_layer(args: argparse.Namespace, source: SlideSource) -> Layer:
     class_index: int | None = None
     if args.class_name is not None:
         wanted = args.class_name.strip().lower()
-        names = [n.lower() for n in result.class_names]
-        if wanted == "argmax":
-            class_index = ARGMAX
-        elif wanted in names:
-            class_index = names.index(wanted)
-        else:
+        names = tuple(n.lower() for n in result.class_names)
+        try:
+            class_index = shown_index(wanted, names)
+            if class_index < 0 and len(names) < 2:
+                raise ValueError("a one-output result has no class map or confidence")
+        except ValueError:
+            choices = [*result.class_names, "argmax", *CONFIDENCE_MEASURES.values()]
             raise _UsageError(
-                f"--class {args.class_name!r} is not a class of {npz.name}; choose one of "
-                f"{', '.join(result.class_names)} or argmax"
-            )
+                f"--class {args.class_name!r} is not something {npz.name} can show; choose "
+                f"one of {', '.join(choices)}"
+            ) from None
+    elif len(result.class_names) >= MULTI_CLASS:
+        class_index = ARGMAX  # the class map, as the window shows such a result first
     if args.colormap not in CONTINUOUS:
         raise _UsageError(
             f"--colormap {args.colormap!r} is unknown; choose one of {', '.join(CONTINUOUS)}"
