@@ -41,16 +41,22 @@ def restored_domain(
     meta: Mapping[str, Any], properties: Mapping[str, str]
 ) -> dict[str, Any] | None:
     """The domain record of a cached result, from its model's card as it is now (a card
-    may have gained a domain since); the record saved with the result when the card is
-    gone or unreadable; ``None`` when there is neither."""
+    may have gained a domain since): the card in the result's ``model_folder``, else (a
+    result ``slidelens infer`` cached names only its model) the model of that name; the
+    record saved with the result when the card is gone or unreadable; ``None`` when
+    there is neither."""
     from inference.models.card import ModelError, load_card
+    from inference.models.registry import resolve_model
 
     folder = meta.get("model_folder")
-    if isinstance(folder, str) and folder:
-        try:
+    name = meta.get("model")
+    try:
+        if isinstance(folder, str) and folder:
             return domain_record(load_card(Path(folder)), properties)
-        except ModelError:
-            pass
+        if isinstance(name, str) and name:
+            return domain_record(load_card(resolve_model(name)), properties)
+    except (ModelError, OSError):
+        pass
     saved = meta.get("domain")
     return dict(saved) if isinstance(saved, Mapping) else None
 

@@ -117,3 +117,19 @@ def test_what_warns_and_what_asks() -> None:
 def test_a_bad_domain_is_reported_by_field(domain: Any, field: str, words: str) -> None:
     problems = dict(validate_card_data(_card(domain)))
     assert field in problems and words in problems[field], problems
+
+
+def test_a_result_that_names_only_its_model_gets_the_models_warning_back() -> None:
+    """Results ``slidelens infer`` cached name the model, not its folder: restored in the
+    window, they still carry the card's warning."""
+    from viewer.result_layers import restored_domain
+
+    record = restored_domain({"model": CLASSIFIER_NAME}, {})  # a slide that is not synth's
+    assert record is not None
+    assert warning_of({"domain": record}).splitlines()[:2] == [
+        "NOT FOR DIAGNOSIS",
+        "Slide outside the model's domain",
+    ]
+    assert restored_domain({"model": "no-such-model"}, {}) is None
+    saved = {"warning": "saved"}
+    assert restored_domain({"model": "no-such-model", "domain": saved}, {}) == saved

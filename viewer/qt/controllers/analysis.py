@@ -391,13 +391,13 @@ class AnalysisController(QObject):
 
 
 def hover_text(values: dict[str, float]) -> str:
-    """What a result says under the cursor: every class's probability, led by the most
-    likely class when there are more than two."""
-    text = ", ".join(f"{name} {value:.2f}" for name, value in values.items())
+    """What a result says under the cursor: every class's probability, in the result's
+    order for one or two classes, most likely first for more (the status bar may cut
+    the end: the least likely go there)."""
     if len(values) <= 2:
-        return text
-    top = max(values, key=lambda name: values[name])
-    return f"most likely {top} ({values[top]:.2f}): {text}"
+        return ", ".join(f"{name} {value:.2f}" for name, value in values.items())
+    ranked = sorted(values.items(), key=lambda item: -item[1])
+    return " · ".join(f"{name} {value:.2f}" for name, value in ranked)
 
 
 def _hover_name(layer: HeatmapLayer, ambiguous: bool) -> str:

@@ -49,7 +49,7 @@ from viewer.qt.inference_worker import (
     InferenceWorker,
     SlideTag,
 )
-from viewer.result_layers import layer_clip, result_layers
+from viewer.result_layers import dress_layer, layer_clip, result_layers
 
 if TYPE_CHECKING:
     from inference.engine.job import BatchResult
@@ -258,8 +258,21 @@ class InferenceJobs(QObject):
             )
         elif isinstance(payload, _Cached):
             state.from_cache = True
-            state.result = payload.result
-            state.layers = self._add_cached_layers(payload, state.spec)
+            shown = self._shown_layers(payload.provenance.get("cache_key"))
+            if shown:  # asked again for a result on screen: show it, do not copy it
+                state.result, state.layers = payload.result, shown
+                domain = payload.provenance.get("domain")
+                for layer in shown:  # the model checked against the slide just now
+                    if domain is not None:
+                        layer.provenance["domain"] = domain
+                    dress_layer(layer, None)
+                shown[0].visible = True
+                self.layer_added.emit(shown[0])
+                self._announce(payload.result, shown)
+                self.changed.emit()
+            else:
+                state.result = payload.result
+                state.layers = self._add_cached_layers(payload, state.spec)
             state.layer = state.layers[0]
         elif isinstance(payload, _Prepared):
             self._on_prepared(state, payload)
@@ -343,6 +356,19 @@ class InferenceJobs(QObject):
         self.changed.emit()
 
     # -- layers ---------------------------------------------------------------------------
+    def _shown_layers(self, cache_key: object) -> list[HeatmapLayer]:
+        """The layers on screen of the result cached under ``cache_key``, the primary one
+        first (the class map, or the only layer); ``[]`` when it is not shown."""
+        if not isinstance(cache_key, str) or not cache_key:
+            return []
+        found = [
+            layer
+            for layer in reversed(list(self.layers))
+            if isinstance(layer, HeatmapLayer) and layer.provenance.get("cache_key") == cache_key
+        ]
+        found.sort(key=lambda layer: layer.provenance.get("view") not in (None, "class map"))
+        return found
+
     def _add_cached_layers(self, cached: _Cached, spec: JobSpec | None) -> list[HeatmapLayer]:
         """Show a finished result from the cache, each layer with the settings and the
         place remembered for it; returns its layers, the primary one first."""

@@ -297,7 +297,9 @@ def restore_cached_body(
         cached = cache.load(key)
         if cached is None:
             continue
-        meta = {**cached.meta, "from_cache": True}
+        # the entry's key is the result's identity, also for results `slidelens infer`
+        # cached (their meta does not repeat it)
+        meta = {**cached.meta, "cache_key": key, "from_cache": True}
         size: tuple[int, int] | None = None
         if source is not None:
             domain = restored_domain(meta, source.info.properties)

@@ -1,12 +1,14 @@
 """The Slide report panel: a whole slide's answer and where it came from.
 
-Top to bottom: the slide-level model to run and its button (with progress); the answer
-(the slide label with its probability, every class's probability, and the aggregation
-that made it); how the attention layer scales its values (raw, or rank percentile);
-a gallery of the top-ranked patches (most attended, or highest scoring), each a click
-away; "Find regions like this one" (a canvas tool) with the ten most similar places,
-each a click away; then sections other reports fill (:meth:`SlideReportPanel.add_section`,
-e.g. a grade; a keyed section is replaced by the next one under its key).  Signals:
+Top to bottom: sections other reports fill (:meth:`SlideReportPanel.add_section`, e.g.
+a whole-slide run's grade and class areas, first because they answer what the slide
+shows; a keyed section is replaced by the next one under its key); the slide-level
+model to run and its button (with progress); the answer (the slide label with its
+probability, every class's probability, and the aggregation that made it); how the
+attention layer scales its values (raw, or rank percentile); a gallery of the
+top-ranked patches (most attended, or highest scoring), each a click away; "Find
+regions like this one" (a canvas tool) with the ten most similar places, each a click
+away.  Signals:
 ``run_requested()``, ``scaling_changed(str)`` (``raw`` or ``percentile``), ``go_to(object)``
 (a level-0 ``(x, y, w, h)``) and ``similar_toggled(bool)``.  Widgets only: the
 controllers fill it.
@@ -149,6 +151,7 @@ class SlideReportPanel(QWidget):
         self.sections = QVBoxLayout()
         self._keyed: dict[str, QGroupBox] = {}
         layout = QVBoxLayout(self)
+        layout.addLayout(self.sections)
         layout.addLayout(form)
         layout.addLayout(run_row)
         layout.addWidget(self.progress)
@@ -156,7 +159,6 @@ class SlideReportPanel(QWidget):
         layout.addWidget(answer)
         layout.addWidget(gallery_box)
         layout.addWidget(similar_box)
-        layout.addLayout(self.sections)
         layout.addStretch(1)
 
     # -- filling --------------------------------------------------------------------------
@@ -240,7 +242,7 @@ class SlideReportPanel(QWidget):
             self.similar_list.addItem(item)
 
     def add_section(self, title: str, widget: QWidget, key: str | None = None) -> QGroupBox:
-        """A section below the report's own (another report's: a grade, a score).  With a
+        """A section above the report's own (another report's: a grade, a score).  With a
         ``key``, it replaces the section added before under that key, in its place."""
         box = QGroupBox(title)
         QVBoxLayout(box).addWidget(widget)
