@@ -349,6 +349,7 @@ class MainWindow(QMainWindow):
         self.annotations.slide_closed()
         self.projects.shutdown()
         self.analysis.shutdown()
+        self.class_report.calls.wait(5.0)
         self.opener.wait(5.0)
         self.bridge.shutdown()
         save_settings(self.settings)

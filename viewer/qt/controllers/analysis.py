@@ -217,6 +217,9 @@ class AnalysisController(QObject):
         self.layer_keeper.set_slide(None)
         self.jobs.cancel_all()
         self.worker.stop()
+        # a comparison or plot still running when Python exits aborts the process
+        self.metrics_panel.set_slide(None)
+        self.metrics_panel.background.wait(5.0)
 
     # -- running models ---------------------------------------------------------------
     def run_selected(self, scope: str) -> int | None:

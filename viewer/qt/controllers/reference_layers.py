@@ -78,6 +78,7 @@ class ReferenceLayers(QObject):
         from inference.evaluation.truth import load_truth
 
         dims = opened.source.info.dimensions
+        origin = opened.source.info.l0_bounds_origin  # GeoJSON counts from the bounds
         slide = opened.tag
 
         def done(truth: TruthMask) -> None:
@@ -96,7 +97,7 @@ class ReferenceLayers(QObject):
             self._select(layer)
 
         self.background.call(
-            lambda: load_truth(path, dims),
+            lambda: load_truth(path, dims, l0_origin=origin),
             done,
             lambda message: self._warn("Could not load the ground truth", message),
             name="slidelens-truth",
