@@ -45,16 +45,10 @@ def restored_domain(
     result ``slidelens infer`` cached names only its model) the model of that name; the
     record saved with the result when the card is gone or unreadable; ``None`` when
     there is neither."""
-    from inference.models.card import ModelError, load_card
-    from inference.models.registry import resolve_model
+    from inference.models.card import ModelError
 
-    folder = meta.get("model_folder")
-    name = meta.get("model")
     try:
-        if isinstance(folder, str) and folder:
-            return domain_record(load_card(Path(folder)), properties)
-        if isinstance(name, str) and name:
-            return domain_record(load_card(resolve_model(name)), properties)
+        return domain_record(result_model_card(meta), properties)
     except (ModelError, OSError):
         pass
     saved = meta.get("domain")
@@ -111,6 +105,23 @@ def result_layers(
     for layer in layers:
         dress_layer(layer, clip)
     return layers
+
+
+def result_model_card(provenance: Mapping[str, Any]) -> ModelCard:
+    """The card of the model a result's provenance names: the card in its
+    ``model_folder``, else (a result ``slidelens infer`` cached names only its model) the
+    bundled or user model of that name, as it is now.  Raises
+    :class:`~inference.models.card.ModelError` saying what is wrong."""
+    from inference.models.card import ModelError, load_card
+    from inference.models.registry import resolve_model
+
+    folder = provenance.get("model_folder")
+    if isinstance(folder, str) and folder:
+        return load_card(Path(folder))
+    name = provenance.get("model")
+    if isinstance(name, str) and name:
+        return load_card(resolve_model(name))
+    raise ModelError("the result does not say which model made it")
 
 
 def layer_clip(

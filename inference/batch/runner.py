@@ -112,8 +112,11 @@ def identify_model(name_or_folder: str) -> ModelIdentity:
     """Resolve ``--model`` and hash its weights; :class:`BatchSetupError` when unusable.
 
     A slide-level head's folder names its feature extractor, the patch model the
-    workers run; the run's identity then hashes both weights files."""
+    workers run; the run's identity then hashes both weights files.  A patch model whose
+    card declares an aggregation is identified by its weights, the aggregation and the
+    aggregation head's weights (when it has one)."""
     import hashlib
+    import json
 
     from inference.models import ModelError, file_sha256, load_card, resolve_model
     from inference.models.loading import find_weights
@@ -126,7 +129,15 @@ def identify_model(name_or_folder: str) -> ModelIdentity:
             card = load_card(folder)
             weights, _kind = find_weights(folder, card)
             sha = file_sha256(weights)
-            return ModelIdentity(folder, str(card.name), sha, folder, sha, bool(card.aggregation))
+            if not card.aggregation:
+                return ModelIdentity(folder, str(card.name), sha, folder, sha)
+            # what the card's aggregation is (and its head's weights) makes the answers
+            parts = [sha, json.dumps(dict(card.aggregation), sort_keys=True, default=str)]
+            head = card.aggregation.get("weights")
+            if isinstance(head, str) and (folder / head).is_file():
+                parts.append(file_sha256(folder / head))
+            both = hashlib.sha256("+".join(parts).encode()).hexdigest()
+            return ModelIdentity(folder, str(card.name), both, folder, sha, slide_level=True)
         head = load_head_card(folder)
         patch_folder = head.feature_extractor_folder().resolve()
         patch_weights, _kind = find_weights(patch_folder, load_card(patch_folder))

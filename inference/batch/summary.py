@@ -5,9 +5,11 @@ the batch's order.  Columns: ``slide`` (the path as given), ``name`` (its result
 below OUT), ``status`` (done, skipped, failed, cancelled, or queued / running while a
 batch is under way), ``seconds`` (the slide's time on its worker), ``patches``,
 ``computed``, ``background``, ``unreadable``, ``attempts``, ``error``, then the
-slide-level outputs (``fraction_<class>``, ``max_prob_<class>``; empty where a slide has
-none).  The JSON holds the same rows (outputs as an object) and ``run``: the model, its
-hash, the settings and the batch's figures.  :func:`read_summary_json` reads it back.
+slide-level outputs (``fraction_<class>``, ``max_prob_<class>``; ``isup_grade`` and the
+Gleason patterns for a grading model; ``slide_prob_<class>`` for a slide-level model;
+empty where a slide has none).  The JSON holds the same rows (outputs as an object)
+and ``run``: the model, its hash, the settings and the batch's figures.
+:func:`read_summary_json` reads it back.
 """
 
 from __future__ import annotations

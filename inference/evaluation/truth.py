@@ -326,7 +326,7 @@ def _geojson_polygons(
     l0_origin: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[float, tuple[int, int], list[TruthPolygon]]:
     l0_w, l0_h = l0_dimensions
-    origin = np.asarray(l0_origin, np.float64)
+    l0_origin_xy = np.asarray(l0_origin, np.float64)
     scale = l0_per_px or max(1.0, math.ceil(max(l0_w, l0_h) / MAX_TRUTH_SIDE))
     shape = (math.ceil(l0_h / scale), math.ceil(l0_w / scale))
     vertices = 0
@@ -338,12 +338,12 @@ def _geojson_polygons(
         for polygon in _polygons(path, index, feature.get("geometry")):
             rings = []
             for ring in polygon:
-                points = _ring_points(path, index, ring)
-                vertices += len(points)
+                qp_points = _ring_points(path, index, ring)  # from the bounds' corner
+                vertices += len(qp_points)
                 if vertices > MAX_TOTAL_VERTICES:
                     raise TruthError(path, f"more than {MAX_TOTAL_VERTICES:,} vertices in all")
                 # mask pixel (c, r) spans [c, c + 1) x [r, r + 1)
-                rings.append((points + origin) / scale)
+                rings.append((qp_points + l0_origin_xy) / scale)
             polygons.append(TruthPolygon(name, tuple(rings)))
     return float(scale), shape, polygons
 

@@ -50,12 +50,16 @@ def certainty(probs: np.ndarray) -> np.ndarray:
     """``(h, w)`` float32: one minus the normalised entropy of ``(C, h, w)`` probabilities,
     ``1 - H(p) / log(C)`` with ``0 log 0 = 0``: 1 where one class has all the probability,
     0 where all ``C`` are equally likely; NaN where a cell has no value.  A one-output
-    model's ``p`` is read as the two classes ``p`` and ``1 - p``."""
+    model's ``p`` is read as the two classes ``p`` and ``1 - p``.  Outputs that do not
+    sum to one (a sigmoid per class) are shared out first (``p / sum(p)``), so three
+    classes at 0.9 each are as undecided as three at 1/3; a cell of all zeros is 0."""
     values = np.asarray(probs, np.float32)
     if len(values) == 1:
         values = np.concatenate([values, 1.0 - values])
     filled = np.isfinite(values).all(axis=0)
-    p = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    p = np.clip(np.nan_to_num(values, nan=0.0), 0.0, None)
+    total = p.sum(axis=0)
+    p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(values))
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p), 0.0)
     entropy = -terms.sum(axis=0) / np.log(len(values))

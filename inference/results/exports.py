@@ -119,15 +119,17 @@ def geojson_features(
     (``SlideInfo.l0_bounds``), where QuPath's image starts for a slide that states bounds.
     """
     rects, probs = result.patch_table()
-    o_x, o_y = l0_origin
+    l0_origin_x, l0_origin_y = l0_origin
     names = result.class_names
     colors = class_colors(names)
     columns = prob_columns(names)
     one_output = len(names) == 1
     features = []
     for (l0_x, l0_y, w, h), row in zip(rects.tolist(), probs.tolist(), strict=True):
-        x, y = l0_x - o_x, l0_y - o_y
-        ring = [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
+        # QuPath's image coordinates: level-0 pixels from the bounds' corner
+        qp_x, qp_y = l0_x - l0_origin_x, l0_y - l0_origin_y
+        ring = [[qp_x, qp_y], [qp_x + w, qp_y], [qp_x + w, qp_y + h], [qp_x, qp_y + h]]
+        ring.append(ring[0])
         properties: dict[str, Any] = {"objectType": object_type, "isLocked": True}
         best = 0 if one_output else int(np.argmax(row))
         if not one_output or row[0] >= threshold:

@@ -148,3 +148,60 @@ def test_running_a_model_again_shows_its_result_instead_of_copying_it(
     assert state.from_cache and state.layer is restored[0] and restored[0].visible
     assert window.analysis.layers_panel.selected_layer() is restored[0]
     assert len(ready) == 1 and ready[0].layers == tuple(restored)
+
+
+def test_a_result_whose_layers_were_removed_mid_run_is_still_whole_when_announced(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
+    open_slide_in(qtbot, window, synthetic_slide)
+    jobs = window.analysis.jobs
+    ready: list[ReadyResult] = []
+    jobs.result_ready.connect(ready.append)
+
+    def remove_all(_primary: object) -> None:
+        for layer in _heatmaps(window):
+            window.canvas.layers.remove(layer)
+
+    jobs.layer_added.connect(remove_all)
+    job_id = _run(qtbot, window, folder, "slide")
+    jobs.layer_added.disconnect(remove_all)
+    state = jobs.jobs[job_id]
+    assert _heatmaps(window) == [] and state.done == state.total > 0
+    (announced,) = ready
+    # the same as the result the worker saved whole in the cache
+    cached = jobs.jobs[_run(qtbot, window, folder, "slide")]
+    assert cached.from_cache and cached.result is not None
+    assert cached.result is not announced.result
+    assert np.array_equal(announced.result.computed, cached.result.computed)
+    np.testing.assert_array_equal(announced.result.probabilities(), cached.result.probabilities())
+
+    window.close_slide()
+    assert state.layers == [] and state.layer is None and state.result is None
+
+
+def test_asking_again_brings_back_removed_views_and_leaves_a_cancelled_run_alone(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
+    open_slide_in(qtbot, window, synthetic_slide)
+    jobs = window.analysis.jobs
+    cancelled_id = window.analysis.run_model(folder, "slide")
+    assert cancelled_id is not None
+    qtbot.waitUntil(lambda: bool(jobs.jobs[cancelled_id].layers), timeout=JOB_TIMEOUT_MS)
+    jobs.cancel(cancelled_id)
+    qtbot.waitUntil(lambda: jobs.jobs[cancelled_id].status == "cancelled", timeout=TIMEOUT_MS)
+    cancelled = list(jobs.jobs[cancelled_id].layers)
+    assert all(x.provenance.get("incomplete") for x in cancelled)
+
+    whole = jobs.jobs[_run(qtbot, window, folder, "slide")].layers
+    gleason3 = next(x for x in whole if x.provenance["view"] == "probability:gleason3")
+    window.canvas.layers.remove(gleason3)
+    again = jobs.jobs[_run(qtbot, window, folder, "slide")]
+    assert again.from_cache and again.layers[0] is whole[0]
+    assert {x.result for x in again.layers} == {whole[0].result}
+    assert [x.provenance["view"] for x in again.layers] == [x.provenance["view"] for x in whole]
+    assert again.layers[5] is not gleason3 and again.layers[5] in window.canvas.layers
+    assert not any(x in again.layers for x in cancelled)
+    assert all(x.name.endswith("(cancelled)") for x in cancelled)
+    assert len(_heatmaps(window)) == len(cancelled) + len(whole)

@@ -20,7 +20,7 @@ from tests.qt.test_ai_layers import _heatmaps, _wait_job, tiny_model  # noqa: F4
 from viewer.layers.base import LayerStack
 from viewer.qt.controllers.explain_tasks import ExplainOutcome
 from viewer.qt.controllers.inference_jobs import InferenceJobs
-from viewer.qt.controllers.job_bodies import _Cached
+from viewer.qt.controllers.job_bodies import CachedPayload
 from viewer.qt.inference_worker import InferenceWorker, SlideTag
 from viewer.qt.main_window import MainWindow
 
@@ -97,12 +97,12 @@ def test_the_gui_side_handler_drops_a_payload_made_for_another_slide(
     inference_jobs.set_slide(slide_b)
     task_id = inference_jobs.restore_cached(slide_b)  # queued behind the busy worker
     meta = {"model": "demo", "scope": "slide"}
-    inference_jobs._on_partial(task_id, _Cached(slide_a, _result(), meta))
+    inference_jobs._on_partial(task_id, CachedPayload(slide_a, _result(), meta))
     assert list(layers) == []
     # an earlier opening of the open slide is another slide too
-    inference_jobs._on_partial(task_id, _Cached(SlideTag("source-b", 1), _result(), meta))
+    inference_jobs._on_partial(task_id, CachedPayload(SlideTag("source-b", 1), _result(), meta))
     assert list(layers) == []
-    inference_jobs._on_partial(task_id, _Cached(slide_b, _result(), meta))
+    inference_jobs._on_partial(task_id, CachedPayload(slide_b, _result(), meta))
     # "(cached)" is no part of the name, which titles the legend (the panel shows it)
     assert [layer.name for layer in layers] == ["demo on the whole slide"]
 

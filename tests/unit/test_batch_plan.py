@@ -316,3 +316,29 @@ def test_a_local_cluster_is_sized_from_gpus_then_cores() -> None:
     assert local_cluster_size(cores=2, gpus=0) == (1, 1)
     assert local_cluster_size(cores=16, gpus=0) == (4, 1)
     assert local_cluster_size(cores=16, gpus=2) == (2, 1)  # one worker per GPU
+
+
+def test_a_batchs_model_identity_covers_what_makes_its_slide_answers(tmp_path: Path) -> None:
+    from inference.batch.runner import identify_model
+    from inference.models import file_sha256
+    from tests.helpers.models import write_model_folder
+
+    folder = write_model_folder(tmp_path / "patch")
+    plain = identify_model(str(folder))
+    weights = file_sha256(folder / "model.safetensors")
+    assert plain.sha256 == plain.patch_model_sha256 == weights and not plain.slide_level
+
+    card_path = folder / "config.json"
+    card = json.loads(card_path.read_text())
+    card["slidelens"]["aggregation"] = {"type": "top_k_mean", "k": 4}
+    card_path.write_text(json.dumps(card))
+    top4 = identify_model(str(folder))
+    assert top4.slide_level and top4.patch_model_sha256 == weights
+    assert top4.sha256 != weights  # other answers: the slides are done again
+    card["slidelens"]["aggregation"]["k"] = 8
+    card_path.write_text(json.dumps(card))
+    assert identify_model(str(folder)).sha256 not in (weights, top4.sha256)
+
+    head = identify_model("demo-tumour-mil")  # a head names its patch model
+    assert head.slide_level and head.patch_model_folder.name == "demo-tumour-classifier"
+    assert head.sha256 != head.patch_model_sha256

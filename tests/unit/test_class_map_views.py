@@ -48,6 +48,10 @@ def test_certainty_is_one_minus_the_normalised_entropy() -> None:
     assert got[0, 2] == pytest.approx(by_hand, abs=1e-6)
     assert np.isnan(got[0, 3])
     assert certainty(np.array([[[0.5, 1.0]]]))[0].tolist() == pytest.approx([0.0, 1.0])
+    # outputs that do not sum to one (sigmoids) are shared out first
+    sigmoid = certainty(np.array([[[0.9, 0.1, 0.6]], [[0.9, 0.1, 0.6]], [[0.9, 0.1, 0.0]]]))
+    assert sigmoid[0, :2].tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert sigmoid[0, 2] == pytest.approx(got[0, 1], abs=1e-6)  # 0.6, 0.6, 0 as 0.5, 0.5, 0
 
 
 def test_a_multi_class_result_makes_a_class_map_a_confidence_and_one_layer_per_class() -> None:

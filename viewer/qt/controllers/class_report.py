@@ -46,9 +46,9 @@ from viewer.qt.controllers.inference_jobs import InferenceJobs, ReadyResult
 from viewer.qt.inference_worker import SlideTag
 from viewer.qt.panels.grade_section import GradeSection
 from viewer.qt.panels.slide_report import SlideReportPanel
+from viewer.result_layers import result_model_card
 
 if TYPE_CHECKING:
-    from inference.models.card import ModelCard
     from inference.results.store import InferenceResult
     from viewer.qt.controllers.slide_opener import OpenedSlide
 
@@ -87,19 +87,6 @@ def is_reported(result: object) -> bool:
     return getattr(result, "task", None) in REPORTED_TASKS and len(names) >= 2
 
 
-def model_card(provenance: Mapping[str, Any]) -> ModelCard:
-    """The card of the model a provenance names: its ``model_folder``, else (results
-    cached by ``slidelens infer`` name only the model) the bundled or user model of that
-    name.  Raises :class:`~inference.models.card.ModelError` saying what is wrong."""
-    from inference.models.card import load_card
-    from inference.models.registry import resolve_model
-
-    folder = provenance.get("model_folder")
-    if isinstance(folder, str) and folder:
-        return load_card(Path(folder))
-    return load_card(resolve_model(model_name(provenance)))
-
-
 def make_class_report(
     result: InferenceResult,
     provenance: Mapping[str, Any],
@@ -117,7 +104,7 @@ def make_class_report(
     threshold = 0.5
     problem = ""
     try:
-        card = model_card(provenance)
+        card = result_model_card(provenance)
     except ModelError as exc:
         problem = f"No grade: the model's card could not be read ({exc})."
     else:
@@ -199,7 +186,8 @@ class ClassReportController(QObject):
             return
         model = model_name(ready.provenance)
         if ready.provenance.get("scope") != "slide":
-            self._hint_whole_slide(ready, model)
+            if not ready.restored:  # asked for just now, not brought back on opening
+                self._hint_whole_slide(ready, model)
             return
         self._results[model] = ready
         self.request(model)
@@ -278,7 +266,7 @@ class ClassReportController(QObject):
             from inference.models.card import ModelError
 
             try:
-                return bool(model_card(provenance).grading)
+                return bool(result_model_card(provenance).grading)
             except ModelError:
                 return False
 

@@ -34,12 +34,12 @@ from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer, tissue_mask_layer
 from viewer.qt.controllers.job_bodies import (
     SCOPE_LABELS,
+    CachedPayload,
     JobSpec,
     ModelPool,
+    PreparedPayload,
     SlidePayload,
-    _Cached,
-    _Prepared,
-    _Untrusted,
+    UntrustedPayload,
     restore_cached_body,
     run_job_body,
 )
@@ -65,12 +65,14 @@ class ReadyResult:
     """A finished result of the open slide: a job that ran to the end, or a result
     found in (or restored from) the cache.  ``layers`` are the layers it is shown as,
     the primary one first (the class map of a multi-class result); ``provenance`` is
-    the primary layer's (model, ``model_folder``, ``scope``, ``cache_key``, ...)."""
+    the primary layer's (model, ``model_folder``, ``scope``, ``cache_key``, ...);
+    ``restored``: brought back from the cache as the slide opened (no one asked)."""
 
     slide: SlideTag
     result: InferenceResult
     provenance: dict[str, Any]
     layers: tuple[HeatmapLayer, ...]
+    restored: bool = False
 
 
 @dataclass
@@ -224,8 +226,9 @@ class InferenceJobs(QObject):
             self.worker.cancel_slide(self.slide)
         self.slide = None
         self.cancel_all()
-        for state in self.jobs.values():
+        for state in self.jobs.values():  # the closed slide's results may be freed
             state.layer = None
+            state.layers = []
             state.result = None
         self._tissue_layers.clear()
         self._orders.clear()
@@ -246,40 +249,28 @@ class InferenceJobs(QObject):
         if not isinstance(payload, SlidePayload) or payload.slide != self.slide:
             return  # made for a slide that has been closed since (or for none we know)
         if task_id in self._restore_tasks:
-            if isinstance(payload, _Cached):
+            if isinstance(payload, CachedPayload):
                 self._add_cached_layers(payload, None)
             return
         state = self.jobs.get(task_id)
         if state is None or state.status not in ("queued", "running"):
             return
-        if isinstance(payload, _Untrusted):
+        if isinstance(payload, UntrustedPayload):
             self.untrusted.emit(
                 state.spec, str(payload.path), payload.sha256, payload.message, payload.kind
             )
-        elif isinstance(payload, _Cached):
+        elif isinstance(payload, CachedPayload):
             state.from_cache = True
-            shown = self._shown_layers(payload.provenance.get("cache_key"))
-            if shown:  # asked again for a result on screen: show it, do not copy it
-                state.result, state.layers = payload.result, shown
-                domain = payload.provenance.get("domain")
-                for layer in shown:  # the model checked against the slide just now
-                    if domain is not None:
-                        layer.provenance["domain"] = domain
-                    dress_layer(layer, None)
-                shown[0].visible = True
-                self.layer_added.emit(shown[0])
-                self._announce(payload.result, shown)
-                self.changed.emit()
-            else:
-                state.result = payload.result
-                state.layers = self._add_cached_layers(payload, state.spec)
+            state.result = payload.result
+            shown = self._reuse_shown(payload, state.spec)
+            state.layers = shown or self._add_cached_layers(payload, state.spec)
             state.layer = state.layers[0]
-        elif isinstance(payload, _Prepared):
+        elif isinstance(payload, PreparedPayload):
             self._on_prepared(state, payload)
         else:
             self._on_batch(state, payload.batch)
 
-    def _on_prepared(self, state: JobState, prepared: _Prepared) -> None:
+    def _on_prepared(self, state: JobState, prepared: PreparedPayload) -> None:
         from inference.results.store import ResultGrid, SegmentationMap
 
         result: InferenceResult
@@ -304,17 +295,19 @@ class InferenceJobs(QObject):
         self.changed.emit()
 
     def _on_batch(self, state: JobState, batch: BatchResult) -> None:
-        shown = [layer for layer in state.layers if layer in self.layers]
-        if state.result is None or not shown:
-            return  # the slide was closed or the layers removed: nothing to show
+        if state.result is None:
+            return  # the slide was closed: nothing to keep
+        # kept whole even while none of its layers is shown: the result is still announced
+        state.result.add(batch)
         state.last_batch_at = time.monotonic()
         if state.first_batch_at is None:
             state.first_batch_at = state.last_batch_at
-        state.result.add(batch)
         state.done, state.total = batch.done, batch.total
         state.remaining.update(batch.done, batch.total, state.last_batch_at)
         l0_bounds = state.result.batch_l0_bounds(batch) or None
-        for layer in shown:
+        for layer in state.layers:
+            if layer not in self.layers:
+                continue
             layer.progress = (batch.done, batch.total)
             layer.notify_data_changed(None if len(batch.background_p_ij) else l0_bounds)
         self.changed.emit()
@@ -329,7 +322,7 @@ class InferenceJobs(QObject):
         state.status = "cancelled" if cancelled else "done"
         for layer in state.layers:
             layer.progress = None
-            if cancelled:
+            if cancelled and not state.from_cache:  # a result from the cache is whole
                 layer.provenance["incomplete"] = True
                 layer.name = f"{layer.name} (cancelled)"
             layer.notify_data_changed()
@@ -337,10 +330,13 @@ class InferenceJobs(QObject):
             self._announce(state.result, state.layers)
         self.changed.emit()
 
-    def _announce(self, result: InferenceResult, layers: list[HeatmapLayer]) -> None:
+    def _announce(
+        self, result: InferenceResult, layers: list[HeatmapLayer], restored: bool = False
+    ) -> None:
         """Tell listeners (the slide report) that a result of the open slide is ready."""
         if self.slide is not None:
-            ready = ReadyResult(self.slide, result, layers[0].provenance, tuple(layers))
+            provenance = layers[0].provenance
+            ready = ReadyResult(self.slide, result, provenance, tuple(layers), restored)
             self.result_ready.emit(ready)
 
     def _on_failed(self, task_id: int, message: str) -> None:
@@ -349,27 +345,58 @@ class InferenceJobs(QObject):
         if state is None:
             return
         state.status = "failed"
-        if state.layer is not None:
-            state.layer.progress = None
+        for layer in state.layers:
+            layer.progress = None
         if state.spec.slide == self.slide:  # a closed slide's job fails unannounced
             self.failed.emit(task_id, f"{state.spec.label} failed: {message}")
         self.changed.emit()
 
     # -- layers ---------------------------------------------------------------------------
     def _shown_layers(self, cache_key: object) -> list[HeatmapLayer]:
-        """The layers on screen of the result cached under ``cache_key``, the primary one
-        first (the class map, or the only layer); ``[]`` when it is not shown."""
+        """The layers on screen of the whole result cached under ``cache_key``: plain
+        result layers (not a cancelled run's, not attention or similarity layers that
+        carry the key too) of one result object, the primary one first (the class map, or
+        the only layer); ``[]`` when it is not shown."""
         if not isinstance(cache_key, str) or not cache_key:
             return []
         found = [
             layer
             for layer in reversed(list(self.layers))
-            if isinstance(layer, HeatmapLayer) and layer.provenance.get("cache_key") == cache_key
+            if type(layer) is HeatmapLayer
+            and layer.provenance.get("cache_key") == cache_key
+            and not layer.provenance.get("incomplete")
         ]
         found.sort(key=lambda layer: layer.provenance.get("view") not in (None, "class map"))
-        return found
+        return [layer for layer in found if layer.result is found[0].result]
 
-    def _add_cached_layers(self, cached: _Cached, spec: JobSpec | None) -> list[HeatmapLayer]:
+    def _reuse_shown(self, cached: CachedPayload, spec: JobSpec) -> list[HeatmapLayer]:
+        """Asked again for a result on screen: show its layers (views the user removed
+        come back) instead of copying them, and announce it; returns its layers, the
+        primary one first, or ``[]`` when the result is not on screen."""
+        shown = self._shown_layers(cached.provenance.get("cache_key"))
+        if not shown:
+            return []
+        by_view = {layer.provenance.get("view"): layer for layer in shown}
+        clip = layer_clip(cached.l0_slide_size, cached.tissue)
+        layers: list[HeatmapLayer] = []
+        for fresh in result_layers(spec.label, shown[0].result, cached.provenance, clip):
+            layer = by_view.get(fresh.provenance.get("view"))
+            if layer is None:
+                layer = fresh
+                self.layers.add(layer)
+            layers.append(layer)
+        domain = cached.provenance.get("domain")
+        for layer in layers:  # the model was checked against the slide just now
+            if domain is not None:
+                layer.provenance["domain"] = domain
+            dress_layer(layer, None)
+        layers[0].visible = True
+        self.layer_added.emit(layers[0])
+        self._announce(cached.result, layers)
+        self.changed.emit()
+        return layers
+
+    def _add_cached_layers(self, cached: CachedPayload, spec: JobSpec | None) -> list[HeatmapLayer]:
         """Show a finished result from the cache, each layer with the settings and the
         place remembered for it; returns its layers, the primary one first."""
         meta = cached.provenance
@@ -388,7 +415,7 @@ class InferenceJobs(QObject):
             else:
                 self.layers.insert(index, layer)
         self.layer_added.emit(layers[0])
-        self._announce(cached.result, layers)
+        self._announce(cached.result, layers, restored=spec is None)
         self.changed.emit()
         return layers
 

@@ -77,7 +77,7 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedPayload:
     """What the GUI needs before the first batch: the grid and how results look."""
 
     slide: SlideTag
@@ -95,7 +95,7 @@ class _Prepared:
 
 
 @dataclass(frozen=True)
-class _Cached:
+class CachedPayload:
     """A finished result found in the cache (for a job, or restored on opening), with
     what a segmentation layer is clipped to (the slide's size and tissue mask)."""
 
@@ -107,7 +107,7 @@ class _Cached:
 
 
 @dataclass(frozen=True)
-class _Untrusted:
+class UntrustedPayload:
     """The job's model is a program (TorchScript, ``.pt2``) the user has not trusted yet."""
 
     slide: SlideTag
@@ -119,7 +119,7 @@ class _Untrusted:
 
 
 @dataclass(frozen=True)
-class _Batch:
+class BatchPayload:
     """One batch of a running job."""
 
     slide: SlideTag
@@ -127,7 +127,7 @@ class _Batch:
 
 
 #: What job and restore tasks emit; each says which slide it was made for.
-SlidePayload = _Prepared | _Cached | _Untrusted | _Batch
+SlidePayload = PreparedPayload | CachedPayload | UntrustedPayload | BatchPayload
 
 
 class ModelPool:
@@ -195,9 +195,9 @@ def run_job_body(
     between_batches: Callable[[], object] | None = None,
 ) -> None:
     """The worker-thread side of a job (see the module docstring).  Emits, in order:
-    ``_Untrusted`` (and stops), or ``_Cached``, or ``_Prepared`` then ``_Batch``es, each
-    tagged with ``spec.slide``.  ``between_batches`` runs after each batch (the
-    worker's urgent tasks)."""
+    an ``UntrustedPayload`` (and stops), or a ``CachedPayload``, or a ``PreparedPayload``
+    then one ``BatchPayload`` per batch, each tagged with ``spec.slide``.
+    ``between_batches`` runs after each batch (the worker's urgent tasks)."""
     from inference.engine.device import resolve_device
     from inference.engine.job import InferenceJob
     from inference.engine.prepare import prepare
@@ -210,7 +210,11 @@ def run_job_body(
     try:
         model = pool.get(spec.model_folder, device, spec.trust)
     except UntrustedModelError as exc:
-        emit(_Untrusted(spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc), exc.kind))
+        emit(
+            UntrustedPayload(
+                spec.slide, exc.path or spec.model_folder, exc.sha256, str(exc), exc.kind
+            )
+        )
         return
     job = InferenceJob(
         slide=spec.slide_path,
@@ -234,10 +238,10 @@ def run_job_body(
         if cached is not None:
             meta = {**provenance, **cached.meta, "domain": provenance["domain"]}
             meta["from_cache"] = True
-            emit(_Cached(spec.slide, cached.result, meta, prepared.tissue, size))
+            emit(CachedPayload(spec.slide, cached.result, meta, prepared.tissue, size))
             return
         emit(
-            _Prepared(
+            PreparedPayload(
                 slide=spec.slide,
                 grid=prepared.grid,
                 class_names=prepared.class_names,
@@ -256,7 +260,7 @@ def run_job_body(
             if result is None:
                 result = new_result(batch)
             result.add(batch)
-            emit(_Batch(spec.slide, batch))
+            emit(BatchPayload(spec.slide, batch))
             if between_batches is not None:
                 between_batches()
         if result is not None and not cancel.is_set():
@@ -270,7 +274,7 @@ def restore_cached_body(
     cancel: threading.Event | None = None,
     source: SlideSource | None = None,
 ) -> None:
-    """Worker-thread side of restoring a slide's cached results: emits ``_Cached`` (tagged
+    """Worker-thread side of restoring a slide's cached results: emits ``CachedPayload`` (tagged
     with ``slide``) for each whole-slide result (newest per model), and for region
     results of models with no whole-slide result, newest first, at most
     :data:`MAX_RESTORED`; stops early once ``cancel`` is set.  With the slide's
@@ -308,7 +312,7 @@ def restore_cached_body(
             size = source.info.dimensions
             if cached.result.task == "segmentation" and tissue is None:
                 tissue = _tissue_of(source)
-        emit(_Cached(slide, cached.result, meta, tissue, size))
+        emit(CachedPayload(slide, cached.result, meta, tissue, size))
 
 
 def _tissue_of(source: SlideSource) -> TissueMask | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from viewer.layers.base import Layer
 from viewer.layers.heatmap import HeatmapLayer
+from viewer.result_layers import MULTI_CLASS, result_model_card
 
 if TYPE_CHECKING:
     from inference.engine.tissue import TissueMask
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from inference.evaluation.truth import TruthMask
     from inference.slides import SlideSource
 
-#: Results of this many classes or more get the class report; fewer keep the binary one.
-MIN_CLASSES = 3
+#: Results of this many classes or more get the class report (and, in the window, a
+#: class map); fewer keep the binary one.
+MIN_CLASSES = MULTI_CLASS
 
 
 def wants_class_report(class_names: tuple[str, ...] | list[str]) -> bool:
@@ -61,17 +63,15 @@ def choice_index(listed: Sequence[Layer], current: object) -> int:
 
 
 def card_truth_classes(provenance: Mapping[str, Any]) -> Mapping[str, str] | None:
-    """``slidelens.truth_classes`` of the card in the provenance's ``model_folder``;
-    ``None`` when there is no folder, no such mapping, or the card cannot be read (the
-    truth's own message then names any class it cannot place)."""
-    from inference.models.card import ModelError, load_card
+    """``slidelens.truth_classes`` of the card of the model that made the result
+    (:func:`~viewer.result_layers.result_model_card`); ``None`` when it has no such
+    mapping or the card cannot be read (the truth's own message then names any class
+    it cannot place)."""
+    from inference.models.card import ModelError
 
-    folder = provenance.get("model_folder")
-    if not isinstance(folder, str) or not folder:
-        return None
     try:
-        mapping = load_card(Path(folder)).truth_classes
-    except ModelError:
+        mapping = result_model_card(provenance).truth_classes
+    except (ModelError, OSError):
         return None
     return dict(mapping) or None
 

@@ -37,8 +37,6 @@ NO_AREA = "—"
 SWATCH_PX = 12
 #: The table's column headings.
 HEADINGS = ("", "Class", "Area (mm²)", "% of tissue", "Largest region")
-#: The table's column headings.
-HEADINGS = ("", "Class", "Area (mm²)", "% of tissue", "Largest region")
 _WARNING_STYLE = "color: #b35900;"
 
 

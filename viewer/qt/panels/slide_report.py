@@ -267,16 +267,6 @@ class SlideReportPanel(QWidget):
             _discard(self.sections, box)
         return box is not None
 
-    def clear_sections(self) -> None:
-        """Remove every section :meth:`add_section` added, keyed or not."""
-        self._keyed.clear()
-        while self.sections.count():
-            item = self.sections.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.setParent(None)
-                widget.deleteLater()
-
     def _item_clicked(self, item: QListWidgetItem) -> None:
         rect = item.data(_ROLE_RECT)
         if rect:
