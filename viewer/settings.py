@@ -32,6 +32,8 @@ class Settings:
     preload_models: bool = True
     #: The canvas corner the user dragged the legend to.
     legend_corner: Corner = DEFAULT_LEGEND_CORNER
+    #: The result cache's cap in MiB (``None``: its default; see :func:`apply_result_cache`).
+    result_cache_mb: int | None = None
 
     def add_recent(self, path: Path) -> None:
         """Put ``path`` first in the recent list (once), keeping at most ``MAX_RECENT``."""
@@ -69,7 +71,29 @@ def load_settings(path: Path | None = None) -> Settings:
     cache_mb = raw.get("tile_cache_mb") if isinstance(raw, dict) else None
     if isinstance(cache_mb, int) and MIN_CACHE_MB <= cache_mb <= MAX_CACHE_MB:
         settings.tile_cache_mb = cache_mb
+    results_mb = raw.get("result_cache_mb") if isinstance(raw, dict) else None
+    if results_mb is not None:
+        if isinstance(results_mb, int) and not isinstance(results_mb, bool) and results_mb >= 1:
+            settings.result_cache_mb = results_mb
+        else:
+            log.warning(
+                "%s: result_cache_mb must be a whole number of MiB, not %r; using the default",
+                path,
+                results_mb,
+            )
     return settings
+
+
+def apply_result_cache(settings: Settings) -> bool:
+    """Give this process (and the batch workers it starts) the settings' result cache
+    cap, unless ``SLIDELENS_RESULT_CACHE_MB`` is already set (the environment wins);
+    returns whether it was applied."""
+    from inference.results.cache import CACHE_MB_ENV
+
+    if settings.result_cache_mb is None or os.environ.get(CACHE_MB_ENV):
+        return False
+    os.environ[CACHE_MB_ENV] = str(settings.result_cache_mb)
+    return True
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:

@@ -42,7 +42,7 @@ from viewer.qt.focus import DialogFocusReturn
 from viewer.qt.window_docks import split_column, tabify_docks
 from viewer.qt.window_menus import WindowMenus
 from viewer.qt.window_status import StatusLabels
-from viewer.settings import Settings, load_settings, save_settings
+from viewer.settings import Settings, apply_result_cache, load_settings, save_settings
 
 SLIDE_FILTER = (
     "Slides and images (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif "
@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else load_settings()
+        apply_result_cache(self.settings)  # before anything opens the result cache
         self.setWindowTitle("SlideLens")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
