@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog
 from pytestqt.qtbot import QtBot
 
 from viewer.qt.main_window import MainWindow
@@ -59,3 +60,20 @@ def fit_on_screen(window: MainWindow, width: int, height: int) -> None:
         min(height, available.height() - frame.height()),
     )
     window.move(available.topLeft())
+
+
+def answer_save_dialogs(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[str]:
+    """Make every save dialog answer ``path`` at once, with the remembered save folders
+    forgotten; returns the folders the dialogs opened in, as they are asked."""
+    import viewer.qt.save_dialog
+    from viewer.save_locations import SaveFolders
+
+    opened_at: list[str] = []
+
+    def save_dialog(_parent: object, _title: str, start: str, _filter: str) -> tuple[str, str]:
+        opened_at.append(start)
+        return str(path), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    monkeypatch.setattr(viewer.qt.save_dialog, "SAVE_FOLDERS", SaveFolders())
+    return opened_at

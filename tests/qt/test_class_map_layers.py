@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pytestqt.qtbot import QtBot
 
 from tests.helpers.models import model_folder
@@ -26,6 +27,12 @@ JOB_TIMEOUT_MS = 120_000
 SIX = ("background", "stroma", "benign", "gleason3", "gleason4", "gleason5")
 
 
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A six-class model (random weights) on a coarse grid: quick on the test slide."""
+    return model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
+
+
 def _heatmaps(window: MainWindow) -> list[HeatmapLayer]:
     """The heatmap layers, top first (as the Layers panel lists them)."""
     return [x for x in reversed(list(window.canvas.layers)) if isinstance(x, HeatmapLayer)]
@@ -40,9 +47,8 @@ def _run(qtbot: QtBot, window: MainWindow, folder: Path, scope: str = "view") ->
 
 
 def test_a_six_class_result_is_a_class_map_a_confidence_and_six_probability_layers(
-    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, folder: Path
 ) -> None:
-    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
     open_slide_in(qtbot, window, synthetic_slide)
     ready: list[ReadyResult] = []
     window.analysis.jobs.result_ready.connect(ready.append)
@@ -95,9 +101,8 @@ def test_a_six_class_result_is_a_class_map_a_confidence_and_six_probability_laye
 
 
 def test_each_layer_of_a_multi_class_result_keeps_its_settings_on_reopening(
-    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, folder: Path
 ) -> None:
-    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
     open_slide_in(qtbot, window, synthetic_slide)
     _run(qtbot, window, folder, "slide")
     class_map, confidence, *per_class = _heatmaps(window)
@@ -129,9 +134,8 @@ def test_a_two_class_result_is_still_one_layer(
 
 
 def test_running_a_model_again_shows_its_result_instead_of_copying_it(
-    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, folder: Path
 ) -> None:
-    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
     open_slide_in(qtbot, window, synthetic_slide)
     _run(qtbot, window, folder, "slide")
     window.close_slide()
@@ -151,9 +155,8 @@ def test_running_a_model_again_shows_its_result_instead_of_copying_it(
 
 
 def test_a_result_whose_layers_were_removed_mid_run_is_still_whole_when_announced(
-    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, folder: Path
 ) -> None:
-    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
     open_slide_in(qtbot, window, synthetic_slide)
     jobs = window.analysis.jobs
     ready: list[ReadyResult] = []
@@ -181,9 +184,8 @@ def test_a_result_whose_layers_were_removed_mid_run_is_still_whole_when_announce
 
 
 def test_asking_again_brings_back_removed_views_and_leaves_a_cancelled_run_alone(
-    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, folder: Path
 ) -> None:
-    folder = model_folder(tmp_path / "six-classes", class_names=SIX, patch=64, spacing=2.0)
     open_slide_in(qtbot, window, synthetic_slide)
     jobs = window.analysis.jobs
     cancelled_id = window.analysis.run_model(folder, "slide")

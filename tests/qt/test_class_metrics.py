@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 
-import viewer.qt.save_dialog
 from inference.engine.patches import PatchGrid
 from inference.engine.tissue import tissue_mask
 from inference.evaluation.class_truth import load_class_truth
@@ -33,13 +31,12 @@ from inference.slides import SlideSource, open_slide
 from inference.slides.synth.prostate_layout import PROSTATE_CLASSES
 from inference.slides.synth.writer import SynthParams, truth_paths, write_synthetic_slide
 from tests.helpers.results import batch
-from tests.qt.qt_helpers import TIMEOUT_MS, open_slide_in
+from tests.qt.qt_helpers import TIMEOUT_MS, answer_save_dialogs, open_slide_in
 from viewer.layers.base import LayerStack
 from viewer.layers.heatmap import ARGMAX, HeatmapLayer
 from viewer.layers.masks import MaskLayer
 from viewer.qt.main_window import MainWindow
 from viewer.qt.panels.metrics import MetricsPanel
-from viewer.save_locations import SaveFolders
 
 NAMES = PROSTATE_CLASSES  # background, stroma, benign, gleason3-5: label value = index
 PATCH = 64  # level-0 px per patch of the hand-made results
@@ -179,14 +176,7 @@ def test_class_report_matches_scikit_learn_and_saves_three_files(
     assert figures.cell_text(3, "AUC") == "n/a"  # no gleason3 on this biopsy
     qtbot.waitUntil(lambda: not panel.class_confusion.pixmap().isNull(), timeout=TIMEOUT_MS)
 
-    opened_at: list[str] = []
-
-    def save_dialog(_parent: object, _title: str, start: str, _filter: str) -> tuple[str, str]:
-        opened_at.append(start)
-        return str(tmp_path / "classes.csv"), ""
-
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
-    monkeypatch.setattr(viewer.qt.save_dialog, "SAVE_FOLDERS", SaveFolders())
+    opened_at = answer_save_dialogs(monkeypatch, tmp_path / "classes.csv")
     panel.choose_save()
     assert opened_at == [str(prostate_slide.parent / f"biopsy.{MODEL}.metrics.csv")]
     written = [tmp_path / n for n in ("classes.csv", "classes.confusion.csv")]

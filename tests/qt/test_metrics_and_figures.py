@@ -10,21 +10,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
-import viewer.qt.save_dialog
 from inference.engine.tissue import tissue_mask
 from inference.evaluation.metrics import evaluate
 from inference.evaluation.truth import load_truth
 from inference.slides.synth.writer import truth_paths
-from tests.qt.qt_helpers import TIMEOUT_MS, open_slide_in
+from tests.qt.qt_helpers import TIMEOUT_MS, answer_save_dialogs, open_slide_in
 from tests.qt.test_ai_layers import JOB_TIMEOUT_MS, bundled_classifier  # noqa: F401
 from viewer.export.scene import FigureOptions
 from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import MaskLayer
 from viewer.qt.main_window import MainWindow
-from viewer.save_locations import SaveFolders
 
 
 def _run_and_load_truth(qtbot: QtBot, window: MainWindow, slide: Path, model: Path) -> None:
@@ -80,14 +77,7 @@ def test_metrics_panel_matches_the_headless_evaluation(
         lambda: panel.roc_view.pixmap() is not None and not panel.roc_view.pixmap().isNull(),
         timeout=TIMEOUT_MS,
     )
-    opened_at: list[str] = []
-
-    def save_dialog(_parent: object, _title: str, start: str, _filter: str) -> tuple[str, str]:
-        opened_at.append(start)
-        return str(tmp_path / "metrics.csv"), ""
-
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
-    monkeypatch.setattr(viewer.qt.save_dialog, "SAVE_FOLDERS", SaveFolders())
+    opened_at = answer_save_dialogs(monkeypatch, tmp_path / "metrics.csv")
     panel.choose_save()
     # beside the slide, named after the slide and the model
     expected = synthetic_slide.parent / f"synthetic.{bundled_classifier.name}.metrics.csv"
