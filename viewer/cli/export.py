@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from inference.cli.args import fraction, parse_region, positive_float
 from inference.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from inference.core.palette import GROUND_TRUTH_COLOUR
 
 if TYPE_CHECKING:
     from inference.core.geometry import Rect
@@ -380,19 +379,11 @@ def _grade_summary(npz: Path, model_sha256: str | None) -> dict[str, Any] | None
 
 def _truth_layer(path: Path, source: SlideSource) -> Layer:
     from inference.evaluation.truth import load_truth
-    from viewer.layers.masks import MaskLayer
+    from viewer.truth_layers import truth_layer
 
     info = source.info  # GeoJSON truth counts from the bounds' corner, as QuPath does
     truth = load_truth(path, info.dimensions, l0_origin=info.l0_bounds_origin)
-    layer = MaskLayer(
-        f"Ground truth: {path.name}",
-        truth.mask,
-        truth.l0_per_px,
-        colour=GROUND_TRUTH_COLOUR,
-        opacity=0.9,
-        provenance={"kind": "truth", "source": str(path.resolve())},
-    )
-    layer.outline_only = True
+    layer = truth_layer(truth, path)
     return layer
 
 

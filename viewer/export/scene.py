@@ -224,8 +224,9 @@ def layer_settings(layer: Layer) -> dict[str, Any]:
     return out
 
 
-def _snapshot(layer: Layer) -> LayerSnapshot | None:
-    """What to draw of a visible layer, copied where the model may still change it."""
+def _snapshot(layer: Layer) -> LayerSnapshot | tuple[LayerSnapshot, ...] | None:
+    """What to draw of a visible layer, copied where the model may still change it (a
+    label image's outlines: one snapshot per class colour)."""
     if isinstance(layer, PolygonLayer):
         return OutlineLayerSnapshot(
             layer.name,
@@ -236,12 +237,15 @@ def _snapshot(layer: Layer) -> LayerSnapshot | None:
         )
     if isinstance(layer, MaskLayer) and layer.outline_only:
         # the canvas draws a mask's outline as lines, so the figure does too
-        return OutlineLayerSnapshot(
-            layer.name,
-            tuple(np.array(r, np.float64) for r in layer.outline_rings()),
-            tuple(layer.colour),  # type: ignore[arg-type]
-            2.0,
-            layer.opacity,
+        return tuple(
+            OutlineLayerSnapshot(
+                layer.name,
+                tuple(np.array(r, np.float64) for r in rings),
+                tuple(colour),  # type: ignore[arg-type]
+                2.0,
+                layer.opacity,
+            )
+            for rings, colour in layer.outline_groups()
         )
     colour_image = getattr(layer, "colour_image", None)
     if not callable(colour_image):
@@ -376,7 +380,7 @@ class FigureScene:
             elif shown:
                 snap = _snapshot(layer)
                 if snap is not None:
-                    snapshots.append(snap)
+                    snapshots.extend(snap if isinstance(snap, tuple) else (snap,))
                     if layer.warning:
                         warnings.append((layer.name, layer.warning))
             provenance = getattr(layer, "provenance", None)

@@ -72,18 +72,13 @@ class MaskLayer(Layer):
         """The mask's borders as closed rings in level-0 px (``(k, 2)`` arrays), through the
         centres of its border pixels; what an outline is drawn from at any zoom."""
         if self._rings is None:
-            import cv2
-
-            contours, _ = cv2.findContours(
-                self.mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
-            )
-            ox, oy = self.l0_origin
-            self._rings = [
-                (c[:, 0, :].astype(np.float64) + 0.5) * self.l0_per_px + (ox, oy)
-                for c in contours
-                if len(c) >= 3
-            ]
+            self._rings = rings_of(self.mask, self.l0_per_px, self.l0_origin)
         return self._rings
+
+    def outline_groups(self) -> list[tuple[list[np.ndarray], tuple[int, int, int]]]:
+        """The outlines to draw, each group of rings with its colour: the mask's borders
+        in the layer's colour (a label image draws one group per class)."""
+        return [(self.outline_rings(), self._colour)]
 
     def colour_image(self) -> ColourImage:
         if self._cached is not None and self._cached.version == self._version:
@@ -109,6 +104,98 @@ class MaskLayer(Layer):
         if 0 <= row < self.mask.shape[0] and 0 <= col < self.mask.shape[1]:
             return bool(self.mask[row, col])
         return None
+
+
+class LabelMaskLayer(MaskLayer):
+    """A label image (ground truth of many classes: pixel value = class index) at
+    ``l0_per_px`` level-0 px per pixel, each class above 0 in its own colour.
+
+    ``mask`` is where any class above 0 is (what a binary comparison uses);
+    ``class_names[k]`` and ``colours[k]`` name and colour label ``k``.  Outlines are
+    drawn per class (:meth:`outline_groups`); the legend lists the classes present.
+    """
+
+    kind = "label-mask"
+
+    def __init__(
+        self,
+        name: str,
+        labels: np.ndarray,
+        l0_per_px: float,
+        class_names: Sequence[str],
+        colours: Sequence[tuple[int, int, int]],
+        *,
+        opacity: float = 0.9,
+        l0_origin: tuple[float, float] = (0.0, 0.0),
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        if labels.ndim != 2:
+            raise ValueError(f"a label image must be 2-D, not of shape {labels.shape}")
+        top = int(labels.max()) if labels.size else 0
+        if len(class_names) <= top or len(colours) != len(class_names):
+            raise ValueError(f"labels up to {top} need as many names and colours")
+        super().__init__(
+            name,
+            labels > 0,
+            l0_per_px,
+            opacity=opacity,
+            l0_origin=l0_origin,
+            provenance=provenance,
+        )
+        self.labels = np.asarray(labels)
+        self.class_names = tuple(class_names)
+        self.colours: tuple[tuple[int, int, int], ...] = tuple(
+            (int(c[0]), int(c[1]), int(c[2])) for c in colours
+        )
+        self.present = tuple(int(k) for k in np.unique(self.labels) if k > 0)
+        self._groups: list[tuple[list[np.ndarray], tuple[int, int, int]]] | None = None
+
+    def outline_groups(self) -> list[tuple[list[np.ndarray], tuple[int, int, int]]]:
+        """Each class's borders (rings in level-0 px, as :meth:`MaskLayer.outline_rings`)
+        with its colour, class by class."""
+        if self._groups is None:
+            self._groups = [
+                (rings_of(self.labels == k, self.l0_per_px, self.l0_origin), self.colours[k])
+                for k in self.present
+            ]
+        return self._groups
+
+    def colour_image(self) -> ColourImage:
+        if self._cached is not None and self._cached.version == self._version:
+            return self._cached
+        import cv2
+
+        rgba = np.zeros((*self.labels.shape, 4), np.uint8)
+        for k in self.present:
+            shown = self.labels == k
+            if self.outline_only:
+                eroded = cv2.erode(shown.astype(np.uint8), np.ones((3, 3), np.uint8))
+                shown &= ~eroded.astype(bool)
+            rgba[shown, :3] = self.colours[k]
+            rgba[shown, 3] = 255
+        self._cached = ColourImage(rgba, *self.l0_origin, self.l0_per_px, self._version)
+        return self._cached
+
+    def legend(self) -> ClassLegend:
+        return ClassLegend(
+            self.name, tuple((self.class_names[k], self.colours[k]) for k in self.present)
+        )
+
+
+def rings_of(
+    mask: np.ndarray, l0_per_px: float, l0_origin: tuple[float, float]
+) -> list[np.ndarray]:
+    """The borders of a boolean raster as closed rings in level-0 px (``(k, 2)`` arrays),
+    through the centres of its border pixels."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    ox, oy = l0_origin
+    return [
+        (c[:, 0, :].astype(np.float64) + 0.5) * l0_per_px + (ox, oy)
+        for c in contours
+        if len(c) >= 3
+    ]
 
 
 class PolygonLayer(Layer):

@@ -64,7 +64,8 @@ class LayerPainter:
                 smooth = layer.interpolation == "smooth"
                 self._paint_image(painter, layer, layer.colour_image(), transform, smooth)
             elif isinstance(layer, MaskLayer) and layer.outline_only:
-                self._paint_rings(painter, layer.outline_rings(), layer.colour, 2.0, transform)
+                for rings, colour in layer.outline_groups():
+                    self._paint_rings(painter, rings, colour, 2.0, transform)
             elif isinstance(layer, MaskLayer):
                 self._paint_image(painter, layer, layer.colour_image(), transform, False)
             elif isinstance(layer, PolygonLayer):

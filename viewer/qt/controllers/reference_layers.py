@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from inference.core.palette import GROUND_TRUTH_COLOUR
 from viewer.layers.base import Layer, LayerStack
-from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
+from viewer.layers.masks import is_tissue_layer, tissue_mask_layer
 from viewer.qt.background import BackgroundCalls
+from viewer.truth_layers import truth_layer
 
 if TYPE_CHECKING:
     from inference.evaluation.truth import TruthMask
@@ -84,15 +84,7 @@ class ReferenceLayers(QObject):
         def done(truth: TruthMask) -> None:
             if not self._still_open(slide):
                 return
-            layer = MaskLayer(
-                f"Ground truth: {path.name}",
-                truth.mask,
-                truth.l0_per_px,
-                colour=GROUND_TRUTH_COLOUR,
-                opacity=0.9,
-                provenance={"kind": "truth", "source": str(path)},
-            )
-            layer.outline_only = True
+            layer = truth_layer(truth, path)
             self.layers.add(layer)
             self._select(layer)
 
