@@ -56,3 +56,30 @@ def test_a_large_region_figure_asks_first(
     with qtbot.waitSignal(exports.finished, timeout=TIMEOUT_MS):
         exports._export_region_of(region)
     assert len(asked) == 2 and target.is_file()
+
+
+def test_a_figure_being_written_finishes_after_its_slide_is_closed(
+    qtbot: QtBot, window: MainWindow, synthetic_slide: Path, tmp_path: Path
+) -> None:
+    from viewer.export.figure import ExportResult
+    from viewer.export.scene import FigureOptions
+
+    open_slide_in(qtbot, window, synthetic_slide)
+    exports = window.exports
+    source = exports.opened.source if exports.opened is not None else None
+    assert source is not None
+    compositor = exports.view_compositor(FigureOptions(), 4.0)  # a large figure: slow
+    results: list[object] = []
+    exports.finished.connect(results.append)
+    exports.write(compositor, tmp_path / "view.png")
+    window.close_slide()  # while it is written
+    assert exports.busy or results  # nothing cancelled it
+    qtbot.waitUntil(lambda: bool(results), timeout=TIMEOUT_MS * 3)
+    (result,) = results
+    assert isinstance(result, ExportResult), result
+    assert result.path.is_file() and (result.width, result.height) == (
+        compositor.width,
+        compositor.height,
+    )
+    # and the slide is closed once the figure no longer reads it
+    qtbot.waitUntil(lambda: source._gate.closed, timeout=TIMEOUT_MS)  # type: ignore[attr-defined]

@@ -182,8 +182,8 @@ class MainWindow(QMainWindow):
         self.canvas.set_mpp(self.pixel_size.mpp)
         self.overview.set_thumbnail(opened.thumbnail)
         self.place_overview()
-        if previous is not None:
-            self.bridge.release_source(previous.source)
+        if previous is not None:  # once no figure being written reads it any more
+            self._release(previous.source)
         self.settings.add_recent(opened.path)
         save_settings(self.settings)
         self.setWindowTitle(f"{opened.path.name} — SlideLens")
@@ -236,7 +236,7 @@ class MainWindow(QMainWindow):
         self.slide_level.set_slide(None)
         self.class_report.set_slide(None)
         self.pixel_size.set_slide(None)
-        self.bridge.release_source(self.current.source)
+        self._release(self.current.source)
         self.current = None
         self.canvas.clear_slide()
         self.overview.set_thumbnail(None)
@@ -342,6 +342,10 @@ class MainWindow(QMainWindow):
             if self.settings.preload_models:
                 self.analysis.warm_up()
 
+    def _release(self, source: SlideSource) -> None:
+        """Close a slide that left the screen, once no figure or copy reads it."""
+        self.exports.when_done_reading(source, lambda: self.bridge.release_source(source))
+
     def closeEvent(self, event: QCloseEvent) -> None:
         name = self.current.path.name if self.current is not None else "this slide"
         if not self.annotations.confirm_close(name):
@@ -350,6 +354,7 @@ class MainWindow(QMainWindow):
         self.annotations.slide_closed()
         self.projects.shutdown()
         self.analysis.shutdown()
+        self.exports.shutdown()
         self.class_report.calls.wait(5.0)
         self.opener.wait(5.0)
         self.bridge.shutdown()

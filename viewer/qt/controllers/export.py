@@ -9,6 +9,7 @@ full resolution never freezes the window.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ from viewer.qt.save_dialog import ask_save_path
 from viewer.save_locations import model_names, output_name
 
 if TYPE_CHECKING:
+    from inference.slides import SlideSource
     from viewer.export.compositor import Compositor
     from viewer.pixel_size import SlidePixelSize
     from viewer.qt.canvas.slide_canvas import SlideCanvas
@@ -154,7 +156,11 @@ class FigureDialog(QDialog):
 
 
 class ExportController(QObject):
-    """File > Export view / Export region / Copy view to clipboard."""
+    """File > Export view / Export region / Copy view to clipboard.
+
+    A figure being written or a view being copied reads its slide on a background thread
+    until it ends, also after the slide is closed: :meth:`when_done_reading` holds the
+    slide's closing until then (an OpenSlide handle must not close under a reader)."""
 
     finished = Signal(object)  # ExportResult, or an error message (str)
 
@@ -171,6 +177,9 @@ class ExportController(QObject):
         self.last_result: ExportResult | None = None
         self.last_error: str | None = None
         self._cancel = threading.Event()
+        #: Slides (by ``id``) a figure or a copy is reading now, and how many of them.
+        self._reading: dict[int, int] = {}
+        self._after_reading: dict[int, list[Callable[[], None]]] = {}
         self._progress = (0, 0)
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(140)
@@ -206,6 +215,38 @@ class ExportController(QObject):
     @property
     def busy(self) -> bool:
         return self.progress_bar.isVisible()
+
+    def when_done_reading(self, source: SlideSource, action: Callable[[], None]) -> None:
+        """Run ``action`` (close ``source``) once no figure or copy reads ``source``: at
+        once when none does, else when the last one ends (done, failed or cancelled)."""
+        if self._reading.get(id(source)):
+            self._after_reading.setdefault(id(source), []).append(action)
+        else:
+            action()
+
+    def shutdown(self) -> None:
+        """The window closes: cancel a figure being written and wait for the readers."""
+        self._cancel.set()
+        self.background.wait(10.0)
+
+    def _start_reading(self, source: SlideSource) -> Callable[[], None]:
+        """Count ``source`` as read until the returned function is called (once)."""
+        key = id(source)
+        self._reading[key] = self._reading.get(key, 0) + 1
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            self._reading[key] -= 1
+            if self._reading[key] == 0:
+                del self._reading[key]
+                for action in self._after_reading.pop(key, []):
+                    action()
+
+        return end
 
     # -- composing ----------------------------------------------------------------------
     def _typed_mpp(self) -> float | None:
@@ -313,6 +354,7 @@ class ExportController(QObject):
         self.progress_bar.show()
         self.cancel_button.show()
         cancel = self._cancel
+        end_reading = self._start_reading(compositor.scene.source)
 
         def progress(done: int, total: int) -> None:
             self._progress = (done, total)  # shown by the GUI thread's timer
@@ -324,7 +366,16 @@ class ExportController(QObject):
             f"Exporting {compositor.width:,} x {compositor.height:,} px to {path.name}…"
         )
         self._progress_timer.start()
-        self.background.call(work, self._done, self._fail, name="slidelens-export")
+
+        def done(result: ExportResult) -> None:
+            end_reading()
+            self._done(result)
+
+        def failed(message: str) -> None:
+            end_reading()
+            self._fail(message)
+
+        self.background.call(work, done, failed, name="slidelens-export")
 
     def _show_progress(self) -> None:
         done, total = self._progress
@@ -364,8 +415,14 @@ class ExportController(QObject):
         if self.opened is None:
             return
         compositor = self.view_compositor(FigureOptions(), self.canvas.devicePixelRatioF())
+        end_reading = self._start_reading(compositor.scene.source)
+
+        def failed(message: str) -> None:
+            end_reading()
+            self._fail(message)
 
         def done(rgb: np.ndarray) -> None:
+            end_reading()
             h, w = rgb.shape[:2]
             data = np.ascontiguousarray(rgb)
             image = QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
@@ -373,4 +430,4 @@ class ExportController(QObject):
             self.window.statusBar().showMessage(f"Copied the view ({w} x {h} px)", 6000)
             self.finished.emit(image)
 
-        self.background.call(compositor.compose, done, self._fail, name="slidelens-copy")
+        self.background.call(compositor.compose, done, failed, name="slidelens-copy")
