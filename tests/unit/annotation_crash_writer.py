@@ -48,13 +48,21 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() != "round":
             break
+        # the child waits for "child <pid>" to be written first: under load it may
+        # otherwise run before the parent and say "start" ahead of it
+        go_read, go_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
+                os.close(go_write)
+                os.read(go_read, 1)
                 write_forever(folder)
             finally:
                 os._exit(1)
+        os.close(go_read)
         print(f"child {pid}", flush=True)
+        os.write(go_write, b"g")
+        os.close(go_write)
         os.waitpid(pid, 0)
         print("reaped", flush=True)
 
