@@ -35,6 +35,7 @@ from viewer.qt.controllers.inference_jobs import InferenceJobs
 from viewer.qt.controllers.job_bodies import JobSpec, Scope
 from viewer.qt.controllers.layer_keeper import LayerSettingsKeeper
 from viewer.qt.controllers.reference_layers import ReferenceLayers
+from viewer.qt.controllers.result_files_export import ResultFilesExport
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.messages import show_warning
 from viewer.qt.panels.job_status import JobStatus
@@ -144,6 +145,10 @@ class AnalysisController(QObject):
             "Load &ground truth…", self.choose_truth, "fa5s.check-double", "Ctrl+G"
         )
         self.tissue_action = self._action("Show &tissue mask", self.show_tissue, "fa5s.leaf")
+        # the chosen result as infer's files (CSV, QuPath GeoJSON, TIFF, slide report)
+        self.result_files = ResultFilesExport(
+            self.window, self.layers_panel.selected_layer, lambda: self.opened, self.pixel_size
+        )
         self.legend_action = self._action("&Legend", self._toggle_legend, "fa5s.list")
         self.legend_action.setCheckable(True)
         self.legend_action.setChecked(True)
@@ -155,6 +160,7 @@ class AnalysisController(QObject):
         menu.addSeparator()
         menu.addAction(self.truth_action)
         menu.addAction(self.tissue_action)
+        menu.addAction(self.result_files.action)
         menu.addSeparator()
         menu.addAction(self.models_dock.toggleViewAction())
         menu.addAction(self.layers_dock.toggleViewAction())
@@ -171,6 +177,7 @@ class AnalysisController(QObject):
             self.run_slide_action,
             self.truth_action,
             self.tissue_action,
+            self.result_files.action,
         ):
             action.setEnabled(has_slide)
         self.models_panel.set_slide_open(has_slide)
@@ -220,6 +227,7 @@ class AnalysisController(QObject):
         # a comparison or plot still running when Python exits aborts the process
         self.metrics_panel.set_slide(None)
         self.metrics_panel.background.wait(5.0)
+        self.result_files.background.wait(10.0)
 
     # -- running models ---------------------------------------------------------------
     def run_selected(self, scope: str) -> int | None:
