@@ -7,8 +7,10 @@ and ``<stem>.slide.json`` (class areas and, for a grading model, the grade).
 
 Contract: :func:`write_result_files` writes the four files with the writers of
 :mod:`inference.results.exports` and :mod:`inference.results.slide_report`, each
-atomically; it raises ``OSError`` naming the file that could not be written.  Slow on a
-large result: call it off the GUI thread, on a result that no longer grows.  Qt-free.
+atomically, in that order; it raises ``OSError`` when one cannot be written (the files
+written before it stay).  The slide report holds the class areas and the grade, not a
+slide-level model's answer (``slidelens infer --model HEAD`` adds that).  Slow on a large
+result: call it off the GUI thread, on a result that no longer grows.  Qt-free.
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ def result_file_paths(folder: Path, stem: str) -> tuple[Path, ...]:
 
 
 def stem_of(path: Path) -> str:
-    """The stem a chosen file name stands for: ``a.svs.model.geojson`` -> ``a.svs.model``
-    (any of :data:`SUFFIXES` removed, else the last suffix)."""
+    """The stem a chosen file name stands for: ``a.model.geojson`` -> ``a.model`` (any of
+    :data:`SUFFIXES` removed; a name without one is the stem itself)."""
     name = Path(path).name
     for suffix in SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
-    return Path(name).stem or name
+    return name
 
 
 def write_result_files(

@@ -89,3 +89,30 @@ def test_only_a_finished_model_result_is_exported(
     window.analysis.result_files.choose()
     assert asked == []
     assert "Choose a model's result" in (window.analysis.result_files.last_error or "")
+
+
+def test_a_cancelled_runs_part_of_a_result_is_not_exported(
+    qtbot: QtBot,
+    window: MainWindow,
+    synthetic_slide: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = model_folder(tmp_path / "six", class_names=SIX, patch=64, spacing=2.0)
+    asked = answer_save_dialogs(monkeypatch, tmp_path / "part.geojson")
+    open_slide_in(qtbot, window, synthetic_slide)
+    jobs = window.analysis.jobs
+    job_id = window.analysis.run_model(folder, "slide")
+    assert job_id is not None
+    qtbot.waitUntil(lambda: bool(jobs.jobs[job_id].layers), timeout=120_000)
+    jobs.cancel(job_id)
+    qtbot.waitUntil(lambda: jobs.jobs[job_id].status != "running", timeout=TIMEOUT_MS)
+    state = jobs.jobs[job_id]
+    if state.status == "done":
+        pytest.skip("the run ended before it could be cancelled")
+    layer = state.layer
+    assert isinstance(layer, HeatmapLayer) and layer.progress is None
+    window.analysis.layers_panel.select(layer)
+    window.analysis.result_files.choose()
+    assert asked == [] and not (tmp_path / "part.geojson").exists()
+    assert "only part of a result" in (window.analysis.result_files.last_error or "")

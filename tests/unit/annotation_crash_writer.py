@@ -55,8 +55,8 @@ def main() -> None:
         if pid == 0:
             try:
                 os.close(go_write)
-                os.read(go_read, 1)
-                write_forever(folder)
+                if os.read(go_read, 1) == b"g":  # else the parent is gone: stop
+                    write_forever(folder)
             finally:
                 os._exit(1)
         os.close(go_read)

@@ -79,3 +79,19 @@ def test_a_binary_truth_is_one_black_outline(tmp_path: Path) -> None:
     ((rings, colour),) = layer.outline_groups()
     assert colour == GROUND_TRUTH_COLOUR and len(rings) == 1
     assert layer.provenance == {"kind": "truth", "source": str(path.resolve())}
+
+
+def test_a_model_on_screen_names_the_labels_no_truth_file_names(tmp_path: Path) -> None:
+    path = _label_mask(tmp_path, with_names=False)
+    truth = load_truth(path, (600, 400))
+    six = (*NAMES, "gleason4", "gleason5")
+    layer = truth_layer(truth, path, model_classes=six)
+    assert isinstance(layer, LabelMaskLayer) and layer.class_names == NAMES
+    assert [c for _rings, c in layer.outline_groups()] == list(result_class_colours(six)[1:4])
+    # too few classes to cover the labels: numbered, not guessed
+    short = truth_layer(truth, path, model_classes=("a", "b"))
+    assert isinstance(short, LabelMaskLayer) and short.class_names[3] == "class 3"
+    # a truth file beside the mask wins over the model's classes
+    (tmp_path / "biopsy.truth.json").write_text(json.dumps({"labels": {"3": "G3", "²": "x"}}))
+    named = truth_layer(truth, path, model_classes=six)
+    assert isinstance(named, LabelMaskLayer) and named.class_names[3] == "G3"

@@ -242,7 +242,8 @@ def _layers(args: argparse.Namespace, source: SlideSource) -> list[Layer]:
     elif args.class_name is not None:
         raise _UsageError("--class chooses a class of --results; give --results DIR too")
     if args.truth is not None:
-        layers.append(_truth_layer(args.truth, source))
+        classes = getattr(layers[0], "class_names", None) if layers else None
+        layers.append(_truth_layer(args.truth, source, classes))
     return layers
 
 
@@ -377,14 +378,15 @@ def _grade_summary(npz: Path, model_sha256: str | None) -> dict[str, Any] | None
     return grade_summary(report)
 
 
-def _truth_layer(path: Path, source: SlideSource) -> Layer:
+def _truth_layer(
+    path: Path, source: SlideSource, model_classes: tuple[str, ...] | None = None
+) -> Layer:
     from inference.evaluation.truth import load_truth
     from viewer.truth_layers import truth_layer
 
     info = source.info  # GeoJSON truth counts from the bounds' corner, as QuPath does
     truth = load_truth(path, info.dimensions, l0_origin=info.l0_bounds_origin)
-    layer = truth_layer(truth, path)
-    return layer
+    return truth_layer(truth, path, model_classes)
 
 
 def _annotations(path: Path | None, quiet: bool, l0_bounds: Rect) -> list[Annotation]:

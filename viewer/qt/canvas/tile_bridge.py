@@ -132,22 +132,28 @@ class TileBridge(QObject):
         """Stop reading a slide, then close it, on a background thread.
 
         OpenSlide forbids closing a handle while another thread reads it, so the
-        scheduler drains in-flight reads of this slide first; the GUI never waits.
+        scheduler drains in-flight reads of this slide first; the GUI never waits.  When
+        the same slide has been opened again meanwhile (a late release, after a figure
+        finished reading the old handle), the new opening's tiles are left alone: the old
+        handle's own reader gate waits for whatever still reads it.
         """
         source_id = source.info.source_id
         with self._lock:
             entry = self._sources.get(source_id)
+            reopened = entry is not None and entry.source is not source
             if entry is not None and entry.source is source:
                 # from now on no new read of this slide can start
                 del self._sources[source_id]
 
         def drain_and_close() -> None:
-            self.scheduler.cancel_source(source_id, wait=True)
+            if not reopened:
+                self.scheduler.cancel_source(source_id, wait=True)
             try:
                 source.close()
             except Exception:
                 log.exception("closing %s failed", source.info.path)
-            self.scheduler.forget_failed(source_id)
+            if not reopened:
+                self.scheduler.forget_failed(source_id)
 
         threading.Thread(target=drain_and_close, name="slidelens-slide-closer", daemon=True).start()
 

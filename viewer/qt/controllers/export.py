@@ -311,14 +311,15 @@ class ExportController(QObject):
         self.window.statusBar().showMessage("Drag the region of the figure (Esc cancels)", 8000)
 
     def _export_region_of(self, l0_region: Rect) -> None:
-        if self.opened is None:
+        opened = self.opened
+        if opened is None:
             return
         dialog = FigureDialog(self.window, "Export region", region=l0_region, mpp=self._mpp())
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        if dialog.exec() != QDialog.DialogCode.Accepted or not self._still_open(opened):
             return
         try:
             compositor = region_compositor(
-                self.opened.source,
+                opened.source,
                 self.canvas.layers,
                 l0_region,
                 l0_per_px=dialog.l0_per_px(),
@@ -334,8 +335,18 @@ class ExportController(QObject):
             self.window.statusBar().showMessage("Figure not exported", 6000)
             return
         path = self._ask_path("region")
-        if path is not None:
+        if path is not None and self._still_open(opened):
             self.write(compositor, path)
+
+    def _still_open(self, opened: OpenedSlide) -> bool:
+        """Whether ``opened`` is still the open slide after a dialog (another may have
+        been opened meanwhile: its region or its handle is not this figure's)."""
+        if self.opened is opened:
+            return True
+        self.window.statusBar().showMessage(
+            f"Figure not exported: {opened.path.name} was closed meanwhile", 8000
+        )
+        return False
 
     def _ask_path(self, what: str) -> Path | None:
         """Where to save a figure of the ``what`` ("view", "region"): its suggested name
@@ -375,7 +386,10 @@ class ExportController(QObject):
             end_reading()
             self._fail(message)
 
-        self.background.call(work, done, failed, name="slidelens-export")
+        try:
+            self.background.call(work, done, failed, name="slidelens-export")
+        except Exception as exc:  # no thread could start: nothing reads the slide
+            failed(str(exc))
 
     def _show_progress(self) -> None:
         done, total = self._progress
@@ -430,4 +444,7 @@ class ExportController(QObject):
             self.window.statusBar().showMessage(f"Copied the view ({w} x {h} px)", 6000)
             self.finished.emit(image)
 
-        self.background.call(compositor.compose, done, failed, name="slidelens-copy")
+        try:
+            self.background.call(compositor.compose, done, failed, name="slidelens-copy")
+        except Exception as exc:  # no thread could start: nothing reads the slide
+            failed(str(exc))

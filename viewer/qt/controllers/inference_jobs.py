@@ -65,7 +65,8 @@ class ReadyResult:
     """A finished result of the open slide: a job that ran to the end, or a result
     found in (or restored from) the cache.  ``layers`` are the layers it is shown as,
     the primary one first (the class map of a multi-class result); ``provenance`` is
-    the primary layer's (model, ``model_folder``, ``scope``, ``cache_key``, ...);
+    the primary layer's (model, ``model_folder``, ``scope``, ``cache_key``, ...; the user
+    may have removed every layer by the time the result is announced);
     ``restored``: brought back from the cache as the slide opened (no one asked)."""
 
     slide: SlideTag
@@ -261,10 +262,11 @@ class InferenceJobs(QObject):
             )
         elif isinstance(payload, CachedPayload):
             state.from_cache = True
-            state.result = payload.result
             shown = self._reuse_shown(payload, state.spec)
             state.layers = shown or self._add_cached_layers(payload, state.spec)
             state.layer = state.layers[0]
+            # the result on screen, not a second copy of it
+            state.result = state.layers[0].result if shown else payload.result  # type: ignore[assignment]
         elif isinstance(payload, PreparedPayload):
             self._on_prepared(state, payload)
         else:
@@ -347,6 +349,9 @@ class InferenceJobs(QObject):
         state.status = "failed"
         for layer in state.layers:
             layer.progress = None
+            if not state.from_cache:  # what came before the failure: part of a result
+                layer.provenance["incomplete"] = True
+                layer.name = f"{layer.name} (failed)"
         if state.spec.slide == self.slide:  # a closed slide's job fails unannounced
             self.failed.emit(task_id, f"{state.spec.label} failed: {message}")
         self.changed.emit()
@@ -392,7 +397,7 @@ class InferenceJobs(QObject):
             dress_layer(layer, None)
         layers[0].visible = True
         self.layer_added.emit(layers[0])
-        self._announce(cached.result, layers)
+        self._announce(layers[0].result, layers)  # type: ignore[arg-type]
         self.changed.emit()
         return layers
 

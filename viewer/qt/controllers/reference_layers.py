@@ -13,8 +13,10 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from viewer.layers.base import Layer, LayerStack
+from viewer.layers.heatmap import HeatmapLayer
 from viewer.layers.masks import is_tissue_layer, tissue_mask_layer
 from viewer.qt.background import BackgroundCalls
+from viewer.result_layers import MULTI_CLASS
 from viewer.truth_layers import truth_layer
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ class ReferenceLayers(QObject):
         def done(truth: TruthMask) -> None:
             if not self._still_open(slide):
                 return
-            layer = truth_layer(truth, path)
+            layer = truth_layer(truth, path, self._model_classes())
             self.layers.add(layer)
             self._select(layer)
 
@@ -94,6 +96,14 @@ class ReferenceLayers(QObject):
             lambda message: self._warn("Could not load the ground truth", message),
             name="slidelens-truth",
         )
+
+    def _model_classes(self) -> tuple[str, ...] | None:
+        """The classes of the top multi-class result on screen (label ``k`` of a label
+        image is its class ``k``), or ``None``."""
+        for layer in reversed(list(self.layers)):
+            if type(layer) is HeatmapLayer and len(layer.class_names) >= MULTI_CLASS:
+                return tuple(layer.class_names)
+        return None
 
     def show_tissue(self) -> None:
         """Show the tissue mask layer (computing it off the GUI thread when needed)."""

@@ -5,8 +5,9 @@ again from the command line.
 
 The save dialog opens beside the slide and proposes ``<slide>.<model>.geojson``; the
 other files go beside it under the same stem.  The files are written off the GUI thread;
-the status bar names them, a failure is a warning naming the file and the cause.  A
-result still being computed is refused with a message (its files would be partial).
+the status bar names them, a failure is a warning naming the cause.  A result still
+being computed, or one whose run was cancelled or failed, is refused with a message (its
+files would be partial).
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class ResultFilesExport(QObject):
             return
         if layer.progress is not None:
             self._warn(f"{layer.name} is still being computed; export it when it is done.")
+            return
+        if layer.provenance.get("incomplete"):
+            self._warn(
+                f"{layer.name} is only part of a result (its run was cancelled or failed); "
+                "run the model again to export it."
+            )
             return
         models = "+".join(model_names([layer.provenance]))
         name = output_name(opened.path, models, suffix=".geojson")
