@@ -112,9 +112,10 @@ def identify_model(name_or_folder: str) -> ModelIdentity:
     """Resolve ``--model`` and hash its weights; :class:`BatchSetupError` when unusable.
 
     A slide-level head's folder names its feature extractor, the patch model the
-    workers run; the run's identity then hashes both weights files.  A patch model whose
-    card declares an aggregation is identified by its weights, the aggregation and the
-    aggregation head's weights (when it has one)."""
+    workers run; the run's identity then hashes both weights files.  A patch model is
+    identified by its weights, with what its card says that changes the files: a
+    one-output threshold other than 0.5, a grading rule, an aggregation and the
+    aggregation head's weights."""
     import hashlib
     import json
 
@@ -129,15 +130,25 @@ def identify_model(name_or_folder: str) -> ModelIdentity:
             card = load_card(folder)
             weights, _kind = find_weights(folder, card)
             sha = file_sha256(weights)
-            if not card.aggregation:
+            # what the card says besides the weights that changes the files: a one-output
+            # threshold other than 0.5 (the GeoJSON classes), a grading rule (the grade),
+            # an aggregation and its head's weights (the slide-level answer)
+            outputs: dict[str, Any] = {}
+            if card.threshold != 0.5:
+                outputs["threshold"] = card.threshold
+            if card.grading:
+                outputs["grading"] = dict(card.grading)
+            if card.aggregation:
+                outputs["aggregation"] = dict(card.aggregation)
+                head = card.aggregation.get("weights")
+                if isinstance(head, str) and (folder / head).is_file():
+                    outputs["aggregation_weights"] = file_sha256(folder / head)
+            if not outputs:
                 return ModelIdentity(folder, str(card.name), sha, folder, sha)
-            # what the card's aggregation is (and its head's weights) makes the answers
-            parts = [sha, json.dumps(dict(card.aggregation), sort_keys=True, default=str)]
-            head = card.aggregation.get("weights")
-            if isinstance(head, str) and (folder / head).is_file():
-                parts.append(file_sha256(folder / head))
-            both = hashlib.sha256("+".join(parts).encode()).hexdigest()
-            return ModelIdentity(folder, str(card.name), both, folder, sha, slide_level=True)
+            said = json.dumps(outputs, sort_keys=True, default=str)
+            both = hashlib.sha256(f"{sha}+{said}".encode()).hexdigest()
+            slide_level = bool(card.aggregation)
+            return ModelIdentity(folder, str(card.name), both, folder, sha, slide_level)
         head = load_head_card(folder)
         patch_folder = head.feature_extractor_folder().resolve()
         patch_weights, _kind = find_weights(patch_folder, load_card(patch_folder))

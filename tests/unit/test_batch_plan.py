@@ -339,6 +339,15 @@ def test_a_batchs_model_identity_covers_what_makes_its_slide_answers(tmp_path: P
     card_path.write_text(json.dumps(card))
     assert identify_model(str(folder)).sha256 not in (weights, top4.sha256)
 
+    # a grading rule or a threshold changes the files too
+    del card["slidelens"]["aggregation"]
+    card["slidelens"]["threshold"] = 0.7
+    card_path.write_text(json.dumps(card))
+    thresholded = identify_model(str(folder))
+    assert thresholded.sha256 != weights and not thresholded.slide_level
+    grader = identify_model("demo-prostate-grader")
+    assert grader.sha256 != grader.patch_model_sha256  # its card grades
+
     head = identify_model("demo-tumour-mil")  # a head names its patch model
     assert head.slide_level and head.patch_model_folder.name == "demo-tumour-classifier"
     assert head.sha256 != head.patch_model_sha256
