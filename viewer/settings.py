@@ -34,6 +34,8 @@ class Settings:
     legend_corner: Corner = DEFAULT_LEGEND_CORNER
     #: The result cache's cap in MiB (``None``: its default; see :func:`apply_result_cache`).
     result_cache_mb: int | None = None
+    #: What was wrong with the file when it was read, naming it (shown, never saved).
+    problems: list[str] = field(default_factory=list)
 
     def add_recent(self, path: Path) -> None:
         """Put ``path`` first in the recent list (once), keeping at most ``MAX_RECENT``."""
@@ -55,7 +57,7 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings()
     except (OSError, ValueError) as exc:
         log.warning("%s: settings unreadable (%s); using defaults", path, exc)
-        return Settings()
+        return Settings(problems=[f"{path}: settings unreadable ({exc}); using defaults"])
     settings = Settings()
     recent = raw.get("recent_files") if isinstance(raw, dict) else None
     if isinstance(recent, list):
@@ -76,11 +78,12 @@ def load_settings(path: Path | None = None) -> Settings:
         if isinstance(results_mb, int) and not isinstance(results_mb, bool) and results_mb >= 1:
             settings.result_cache_mb = results_mb
         else:
-            log.warning(
-                "%s: result_cache_mb must be a whole number of MiB, not %r; using the default",
-                path,
-                results_mb,
+            problem = (
+                f"{path}: result_cache_mb must be a whole number of MiB, not {results_mb!r}; "
+                "using the default"
             )
+            log.warning("%s", problem)
+            settings.problems.append(problem)
     return settings
 
 
@@ -103,7 +106,9 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(settings), fh, indent=2)
+            saved = asdict(settings)
+            saved.pop("problems", None)
+            json.dump(saved, fh, indent=2)
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("%s: could not save settings (%s)", path, exc)

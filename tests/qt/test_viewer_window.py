@@ -211,3 +211,17 @@ def test_recent_files_remember_opened_slides(
 ) -> None:
     _open(qtbot, window, synthetic_slide)
     assert window.settings.recent_files[0] == str(synthetic_slide.resolve())
+
+
+def test_a_wrong_settings_file_is_said_in_the_status_bar(qtbot: QtBot, tmp_path: Path) -> None:
+    import json
+
+    from tests.qt.conftest import forget_unsaved_annotations
+    from viewer.settings import load_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"result_cache_mb": "lots"}))
+    win = MainWindow(load_settings(path))
+    qtbot.addWidget(win, before_close_func=forget_unsaved_annotations)
+    message = win.statusBar().currentMessage()
+    assert str(path) in message and "result_cache_mb" in message

@@ -37,5 +37,10 @@ def test_a_bad_cap_is_named_and_the_default_kept(
 ) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"result_cache_mb": value}))
-    assert load_settings(path).result_cache_mb is None
+    settings = load_settings(path)
+    assert settings.result_cache_mb is None
     assert "result_cache_mb" in caplog.text and str(path) in caplog.text
+    (problem,) = settings.problems  # shown in the window's status bar, never saved
+    assert str(path) in problem and "result_cache_mb" in problem
+    save_settings(settings, path)
+    assert "problems" not in json.loads(path.read_text())

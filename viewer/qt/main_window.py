@@ -135,8 +135,9 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_left.connect(lambda: self.analysis.values_label.setText(""))
         self.canvas.installEventFilter(self)
         self.pixel_size.changed.connect(self._on_pixel_size_changed)
-        if self.pixel_size.store.problem:
-            self.statusBar().showMessage(self.pixel_size.store.problem, 15000)
+        problems = [p for p in (*self.settings.problems, self.pixel_size.store.problem) if p]
+        if problems:  # a damaged or wrong file of ours: said, and the defaults used
+            self.statusBar().showMessage("  ·  ".join(problems), 15000)
         self._update_actions()
 
     @property
