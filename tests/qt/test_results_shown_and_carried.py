@@ -85,6 +85,12 @@ def test_a_model_outside_its_domain_asks_once_per_slide_and_its_layer_warns(
     assert window.analysis.jobs.jobs == {} and asked == [synthetic_slide.name]
     layer = _wait_job(qtbot, window, window.analysis.run_model(aperio_only_model, "view"))
     assert asked == [synthetic_slide.name] * 2
+    # the answer holds for the whole window: the Slide report's runs ask the same object
+    assert window.slide_level.domain_questions is window.analysis.domain_questions
+    info = window.canvas.source.info if window.canvas.source is not None else None
+    assert info is not None
+    assert window.slide_level.domain_questions.accepted(aperio_only_model, info)
+    assert asked == [synthetic_slide.name] * 2
     assert layer.warning.splitlines()[:2] == [
         "NOT FOR DIAGNOSIS",
         "Slide outside the model's domain",

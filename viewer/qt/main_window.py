@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
             self.analysis.models_panel,
             pixel_size=self.pixel_size,
             cache_folder=self.analysis.jobs.cache_folder,
+            domain_questions=self.analysis.domain_questions,
         )
         self.class_report = ClassReportController(  # grade and class areas, in figures too
             self.analysis.jobs,

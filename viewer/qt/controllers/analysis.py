@@ -22,8 +22,6 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox
 
 from inference.core.geometry import Rect
-from inference.models.card import ModelError, load_card
-from inference.models.domain import check_domain
 from viewer.export.corners import as_corner
 from viewer.layer_memory import LayerSettingsStore
 from viewer.layers.heatmap import HeatmapLayer
@@ -36,6 +34,7 @@ from viewer.qt.controllers.job_bodies import JobSpec, Scope
 from viewer.qt.controllers.layer_keeper import LayerSettingsKeeper
 from viewer.qt.controllers.reference_layers import ReferenceLayers
 from viewer.qt.controllers.result_files_export import ResultFilesExport
+from viewer.qt.domain_questions import DomainQuestions
 from viewer.qt.inference_worker import InferenceWorker
 from viewer.qt.messages import show_warning
 from viewer.qt.panels.job_status import JobStatus
@@ -76,9 +75,9 @@ class AnalysisController(QObject):
         self.layer_keeper = LayerSettingsKeeper(canvas.layers, self.jobs.remembered, self)
         self.last_error: str | None = None
         self._message_box: QMessageBox | None = None
-        #: (slide source_id, model folder) pairs the user chose to run anyway although
-        #: the model is not for diagnosis or the slide is outside its domain.
-        self._domain_answers: set[tuple[str, str]] = set()
+        #: Asked once per slide and model before a model runs outside its domain; shared
+        #: with the Slide report's runs.
+        self.domain_questions = DomainQuestions(window)
         canvas.legend_corner = as_corner(settings.legend_corner)
         canvas.legend_moved.connect(self._remember_legend_corner)
 
@@ -276,7 +275,7 @@ class AnalysisController(QObject):
             mpp_override = dialogs.require_slide_mpp(self.window, self.pixel_size)
             if mpp_override is None:
                 return None
-        if not self._domain_accepted(folder):
+        if not self.domain_questions.accepted(folder, self.opened.source.info):
             return None
         spec = JobSpec(
             slide_path=self.opened.path,
@@ -291,28 +290,6 @@ class AnalysisController(QObject):
             opening=self.opened.opening,
         )
         return self.jobs.submit(spec)
-
-    def _domain_accepted(self, folder: Path) -> bool:
-        """Whether the model in ``folder`` may run on the open slide: yes, unless its
-        card says the slide is outside its domain (or it is not for diagnosis and its
-        card cannot tell), and the user, asked once per slide and model, cancels."""
-        assert self.opened is not None
-        info = self.opened.source.info
-        try:
-            card = load_card(folder)
-        except ModelError:
-            return True  # the job reports what is wrong with the card
-        check = check_domain(card.name, card.domain, info.properties)
-        key = (info.source_id, str(folder.resolve()))
-        if not check.asks or key in self._domain_answers:
-            return True
-        if not dialogs.confirm_outside_domain(self.window, check, info.path.name):
-            self.window.statusBar().showMessage(
-                f"{card.name} was not run on {info.path.name}", 6000
-            )
-            return False
-        self._domain_answers.add(key)
-        return True
 
     def _remember_legend_corner(self, corner: str) -> None:
         from viewer.settings import save_settings

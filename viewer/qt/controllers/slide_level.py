@@ -47,6 +47,7 @@ from viewer.qt.controllers.slide_level_tasks import (
     SlideLevelTask,
     slide_level_task,
 )
+from viewer.qt.domain_questions import DomainQuestions
 from viewer.qt.inference_worker import PRIORITY_SLIDE, InferenceWorker
 from viewer.qt.panels.slide_report import SlideReportPanel
 from viewer.qt.window_docks import add_dock
@@ -105,6 +106,7 @@ class SlideLevelController(QObject):
         models_panel: ModelsPanel | None = None,
         pixel_size: SlidePixelSize | None = None,
         cache_folder: Path | None = None,
+        domain_questions: DomainQuestions | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -125,8 +127,9 @@ class SlideLevelController(QObject):
         self.query_layer: PolygonLayer | None = None
         self.last_error: str | None = None
         self._tasks: set[int] = set()
-        #: (slide source_id, model folder) pairs run anyway outside the model's domain.
-        self._domain_answers: set[tuple[str, str]] = set()
+        #: Asked once per slide and model before a model runs outside its domain (the
+        #: window's, shared with the Models panel's runs).
+        self.domain_questions = domain_questions or DomainQuestions(window)
         self._search_call: int | None = None
         self.calls = BackgroundCalls(self)
         self.panel = SlideReportPanel()
@@ -189,7 +192,7 @@ class SlideLevelController(QObject):
             self._fail("Open a slide and choose a slide-level model first.")
             return -1
         source = self.opened.source
-        if not self._domain_accepted(Path(folder)):
+        if not self.domain_questions.accepted(Path(folder), self.opened.source.info):
             return -1
         mpp_override = None
         if source.info.mpp is None:  # asked once per slide, then remembered
@@ -218,32 +221,6 @@ class SlideLevelController(QObject):
         self.panel.hint.setText(f"Running {Path(folder).name} on the whole slide…")
         self.dock.raise_()
         return task_id
-
-    def _domain_accepted(self, folder: Path) -> bool:
-        """Whether the slide-level model may run on the open slide: yes, unless its card
-        (a head's, else the patch model's) says the slide is outside its domain, or it
-        is not for diagnosis and cannot tell, and the user, asked once per slide and
-        model, cancels."""
-        from inference.models.card import ModelError, load_card
-        from inference.models.domain import check_domain
-        from inference.models.registry import is_slide_head
-        from inference.slide_level.head_card import load_head_card
-
-        assert self.opened is not None
-        info = self.opened.source.info
-        try:
-            card = load_head_card(folder) if is_slide_head(folder) else load_card(folder)
-        except ModelError:
-            return True  # the task reports what is wrong with the folder
-        check = check_domain(card.name, card.domain, info.properties)
-        key = (info.source_id, str(folder.resolve()))
-        if not check.asks or key in self._domain_answers:
-            return True
-        if not dialogs.confirm_outside_domain(self.window, check, info.path.name):
-            self.window.statusBar().showMessage(f"{card.name} was not run on {info.path.name}")
-            return False
-        self._domain_answers.add(key)
-        return True
 
     def _wanted(self, payload: object) -> bool:
         if self.opened is None or not isinstance(payload, SlideLevelProgress | SlideLevelOutcome):
