@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inference.core.atomic_io import atomic_write_text
 from inference.core.paths import user_data_dir
 from viewer.export.corners import DEFAULT_LEGEND_CORNER, Corner, as_corner
 
@@ -103,13 +103,9 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Write settings atomically (temporary file in the same folder, then replace)."""
     path = path or settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    saved = asdict(settings)
+    saved.pop("problems", None)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            saved = asdict(settings)
-            saved.pop("problems", None)
-            json.dump(saved, fh, indent=2)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(saved, indent=2))
     except OSError as exc:
         log.warning("%s: could not save settings (%s)", path, exc)
-        Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inference.core.atomic_io import atomic_write_text
 from inference.core.paths import user_data_dir
 from inference.models.card import ModelCard
 from inference.models.forms import FORM_LABELS, find_forms
@@ -171,14 +171,7 @@ class BackendStore:
     def _write(self, entries: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"version": 1, "choices": entries}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".backends-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload + "\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, payload + "\n")
 
 
 def backend_summary(card: ModelCard, store: BackendStore | None = None) -> str:

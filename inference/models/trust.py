@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inference.core.atomic_io import atomic_write_text
 from inference.core.paths import user_data_dir
 
 TRUST_FILE_NAME = "trusted-models.json"
@@ -87,11 +86,4 @@ class TrustStore:
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"version": 1, "trusted": entries}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".trusted-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload + "\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, payload + "\n")
