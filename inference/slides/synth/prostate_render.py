@@ -42,7 +42,7 @@ from inference.slides.synth.prostate_layout import (
     STROMA,
     ProstateLayout,
 )
-from inference.slides.synth.render import GLASS_RGB
+from inference.slides.synth.render import GLASS_RGB, fibre_angles, stroma_noise
 
 _STROMA_LIGHT = np.array([240, 190, 218], dtype=np.float32)
 _STROMA_FIBRE = np.array([218, 120, 170], dtype=np.float32)
@@ -132,11 +132,7 @@ class ProstateRenderer:
         self.seed = seed
         self.mpp = mpp
         self._pad = math.ceil(_MAX_RADIUS_UM / mpp) + 4
-        turns = hash_uniform(seed, np.arange(2), 17)
-        self._fibre_angles = (
-            float(turns[0]) * math.pi,
-            float(turns[0] + 0.3 + 0.4 * turns[1]) * math.pi,
-        )
+        self._fibre_angles = fibre_angles(seed, 17)
 
     def render(self, l0_x: int, l0_y: int, width: int, height: int) -> np.ndarray:
         """``(height, width, 3)`` uint8 RGB of the level-0 window at ``(l0_x, l0_y)``."""
@@ -165,16 +161,7 @@ class ProstateRenderer:
         purple_w = np.maximum(purple[crop].astype(np.float32) / 255.0, sheet)[..., None]
         lumen_w = lumen[crop].astype(np.float32)[..., None] / 255.0
 
-        px = 1.0 / self.mpp
-        fine = value_noise(self.seed + 11, *args, cell_px=1.5 * px)[..., None]
-        mid = value_noise(self.seed + 12, *args, cell_px=20 * px)[..., None]
-        bundles = []
-        for k, angle in enumerate(self._fibre_angles):
-            n = value_noise(self.seed + 13 + k, *args, cell_px=18 * px, stretch=6.0, angle=angle)
-            bundles.append((0.5 + 0.5 * np.cos(2 * np.pi * 3.0 * n)) ** 3)
-        turn = value_noise(self.seed + 15, *args, cell_px=150 * px)
-        turn = np.clip((turn - 0.5) * 4 + 0.5, 0, 1)
-        fibres = (bundles[0] * turn + bundles[1] * (1 - turn))[..., None]
+        fine, mid, fibres = stroma_noise(self.seed, args, self.mpp, self._fibre_angles)
         fibre_weight = np.clip(0.15 + 0.6 * fibres + 0.25 * (mid - 0.5), 0, 1)
         rgb = _STROMA_LIGHT + (_STROMA_FIBRE - _STROMA_LIGHT) * fibre_weight
         rgb = rgb + (_PALE_CYTOPLASM * (0.97 + 0.06 * mid) - rgb) * pale_w

@@ -57,6 +57,35 @@ _LYMPHOCYTES_PER_CELL = 0.1
 _MAX_RADIUS_UM = 9.5
 
 
+def fibre_angles(seed: int, salt: int) -> tuple[float, float]:
+    """The two orientations (radians) of a slide's stroma fibres, from its seed."""
+    turns = hash_uniform(seed, np.arange(2), salt)
+    return (
+        float(turns[0]) * math.pi,
+        float(turns[0] + 0.3 + 0.4 * turns[1]) * math.pi,
+    )
+
+
+def stroma_noise(
+    seed: int, args: tuple[int, int, int, int], mpp: float, angles: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fine, mid, fibres)``, each ``(h, w, 1)`` in [0, 1], of the level-0 window
+    ``args`` (x, y, width, height): fine grain (1.5 um), mid-scale mottling (20 um) and
+    stroma fibres.  Fibres are contour lines of stretched noise: long, wavy, roughly
+    parallel bands ~8 um apart, in two orientations that take turns across the tissue."""
+    px = 1.0 / mpp
+    fine = value_noise(seed + 11, *args, cell_px=1.5 * px)[..., None]
+    mid = value_noise(seed + 12, *args, cell_px=20 * px)[..., None]
+    bundles = []
+    for k, angle in enumerate(angles):
+        n = value_noise(seed + 13 + k, *args, cell_px=18 * px, stretch=6.0, angle=angle)
+        bundles.append((0.5 + 0.5 * np.cos(2 * np.pi * 3.0 * n)) ** 3)
+    turn = value_noise(seed + 15, *args, cell_px=150 * px)
+    turn = np.clip((turn - 0.5) * 4 + 0.5, 0, 1)
+    fibres = (bundles[0] * turn + bundles[1] * (1 - turn))[..., None]
+    return fine, mid, fibres
+
+
 class TileRenderer:
     """Renders any level-0 window of one synthetic slide (thread-safe, stateless)."""
 
@@ -66,11 +95,7 @@ class TileRenderer:
         self.mpp = mpp
         self._cell_px = max(4.0, _CELL_UM / mpp)
         self._margin_px = math.ceil(_MAX_RADIUS_UM / mpp)
-        turns = hash_uniform(seed, np.arange(2), 7)
-        self._fibre_angles = (
-            float(turns[0]) * math.pi,
-            float(turns[0] + 0.3 + 0.4 * turns[1]) * math.pi,
-        )
+        self._fibre_angles = fibre_angles(seed, 7)
 
     def render(self, l0_x: int, l0_y: int, width: int, height: int) -> np.ndarray:
         """``(height, width, 3)`` uint8 RGB of the level-0 window at ``(l0_x, l0_y)``."""
@@ -81,19 +106,8 @@ class TileRenderer:
         tumour = fields[..., TUMOUR, None]
         density = fields[..., DENSITY, None]
 
-        px = 1.0 / self.mpp
         args = (l0_x, l0_y, width, height)
-        fine = value_noise(self.seed + 11, *args, cell_px=1.5 * px)[..., None]
-        mid = value_noise(self.seed + 12, *args, cell_px=20 * px)[..., None]
-        # Fibres are contour lines of stretched noise: long, wavy, roughly parallel bands
-        # ~8 um apart, in two orientations that take turns across the tissue.
-        bundles = []
-        for k, angle in enumerate(self._fibre_angles):
-            n = value_noise(self.seed + 13 + k, *args, cell_px=18 * px, stretch=6.0, angle=angle)
-            bundles.append((0.5 + 0.5 * np.cos(2 * np.pi * 3.0 * n)) ** 3)
-        turn = value_noise(self.seed + 15, *args, cell_px=150 * px)
-        turn = np.clip((turn - 0.5) * 4 + 0.5, 0, 1)
-        fibres = (bundles[0] * turn + bundles[1] * (1 - turn))[..., None]
+        fine, mid, fibres = stroma_noise(self.seed, args, self.mpp, self._fibre_angles)
         fibre_weight = np.clip(
             0.1 + 0.55 * fibres * (0.4 + 0.6 * density) + 0.25 * (mid - 0.5), 0, 1
         )
