@@ -20,7 +20,7 @@ import numpy as np
 
 from inference.core.atomic_io import atomic_write_bytes, atomic_write_text
 from inference.evaluation.multiclass import ClassReport
-from inference.evaluation.plots import PNG_DPI, figure_png
+from inference.evaluation.plots import PNG_DPI, csv_cell, figure_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,14 +87,6 @@ def write_class_confusion_png(
     return path
 
 
-def _cell(value: float | int | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def write_class_confusion_csv(
     path: str | Path, report: ClassReport, *, caption: str | None = None
 ) -> Path:
@@ -110,7 +102,7 @@ def write_class_confusion_csv(
     for name, row in zip(names, report.confusion.tolist(), strict=True):
         writer.writerow(["count", name, *row])
     for name, shares in zip(names, report.confusion_normalised, strict=True):
-        writer.writerow(["row_share", name, *(_cell(v) for v in shares)])
+        writer.writerow(["row_share", name, *(csv_cell(v) for v in shares)])
     path = Path(path)
     atomic_write_text(path, buffer.getvalue())
     return path
@@ -145,11 +137,11 @@ def write_class_metrics_csv(
                 figures.name,
                 figures.truth_count,
                 figures.predicted_count,
-                *(_cell(v) for v in values),
+                *(csv_cell(v) for v in values),
             ]
         )
     for name in ("accuracy", "macro_f1", "quadratic_weighted_kappa"):
-        writer.writerow([f"overall:{name}", "", "", _cell(getattr(report, name))])
+        writer.writerow([f"overall:{name}", "", "", csv_cell(getattr(report, name))])
     path = Path(path)
     atomic_write_text(path, buffer.getvalue())
     return path

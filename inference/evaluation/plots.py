@@ -222,7 +222,8 @@ def write_confusion_png(
     return path
 
 
-def _cell(value: float | int | str | None) -> str:
+def csv_cell(value: float | int | str | None) -> str:
+    """A figure as a CSV cell: empty for none, six significant digits for a float."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -256,7 +257,7 @@ def metrics_rows(
     rows.append(("cell_l0_px", "Grid square side (level-0 px)", report.cell_l0_px))
     for name, area in (report.areas_mm2() or {}).items():
         rows.append((f"{name}_area_mm2", f"Area {name.replace('_', ' ')} (mm²)", area))
-    return [(key, label, _cell(value)) for key, label, value in rows]
+    return [(key, label, csv_cell(value)) for key, label, value in rows]
 
 
 def write_metrics_csv(
