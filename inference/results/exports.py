@@ -170,14 +170,17 @@ def heatmap_uint8(values: np.ndarray) -> np.ndarray:
     return np.round(clean * 255.0).astype(np.uint8)
 
 
-def _pyramid(image: np.ndarray) -> list[np.ndarray]:
+def _pyramid(image: np.ndarray, *, labels: bool = False) -> list[np.ndarray]:
+    """``image`` and its halvings down to :data:`_HEATMAP_MIN_LEVEL_SIDE`: averaged for
+    probabilities, by nearest neighbour for ``labels`` (which must not be averaged)."""
     import cv2
 
+    interpolation = cv2.INTER_NEAREST if labels else cv2.INTER_AREA
     levels = [image]
     while max(levels[-1].shape) > _HEATMAP_MIN_LEVEL_SIDE:
         prev = levels[-1]
         size = (max(1, prev.shape[1] // 2), max(1, prev.shape[0] // 2))
-        levels.append(cv2.resize(prev, size, interpolation=cv2.INTER_AREA))
+        levels.append(cv2.resize(prev, size, interpolation=interpolation))
     return levels
 
 
@@ -205,18 +208,6 @@ def class_map_uint8(labels: np.ndarray) -> np.ndarray:
     out[labels == NO_VALUE] = CLASS_MAP_NO_VALUE
     out[labels == NO_CLASS] = CLASS_MAP_NO_CLASS
     return out
-
-
-def _label_pyramid(image: np.ndarray) -> list[np.ndarray]:
-    """Like :func:`_pyramid`, by nearest neighbour (labels must not be averaged)."""
-    import cv2
-
-    levels = [image]
-    while max(levels[-1].shape) > _HEATMAP_MIN_LEVEL_SIDE:
-        prev = levels[-1]
-        size = (max(1, prev.shape[1] // 2), max(1, prev.shape[0] // 2))
-        levels.append(cv2.resize(prev, size, interpolation=cv2.INTER_NEAREST))
-    return levels
 
 
 def write_heatmap_tiff(
@@ -251,7 +242,7 @@ def write_heatmap_tiff(
 
     def add(kind: str, k: int | None, image: np.ndarray, encoding: str) -> None:
         name = f"prob_{names[k]}" if k is not None else "class_map"
-        levels = _pyramid(image) if kind == "probability" else _label_pyramid(image)
+        levels = _pyramid(image, labels=kind != "probability")
         page = sum(len(lv) for _, lv in images)
         entry = {
             "page": page,
