@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from inference.batch.progress import DONE, FAILED, SKIPPED, format_duration
-from inference.cli.args import positive_int
+from inference.cli.args import non_negative_int, positive_int
 from inference.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from inference.cli.infer import add_slide_options
 
@@ -32,16 +32,6 @@ if TYPE_CHECKING:
 
 #: Default extra tries of a failing slide.
 DEFAULT_RETRIES = 2
-
-
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -86,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--retries",
-        type=_retries,
+        type=non_negative_int,
         default=DEFAULT_RETRIES,
         help=f"extra tries of a slide that fails (default {DEFAULT_RETRIES})",
     )
