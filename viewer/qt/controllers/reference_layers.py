@@ -14,13 +14,12 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from viewer.layers.base import Layer, LayerStack
 from viewer.layers.heatmap import HeatmapLayer
-from viewer.layers.masks import is_tissue_layer, tissue_mask_layer
+from viewer.layers.masks import MaskLayer, is_tissue_layer, tissue_mask_layer
 from viewer.qt.background import BackgroundCalls
 from viewer.result_layers import MULTI_CLASS
 from viewer.truth_layers import truth_layer
 
 if TYPE_CHECKING:
-    from inference.evaluation.truth import TruthMask
     from viewer.qt.controllers.slide_opener import OpenedSlide
     from viewer.qt.inference_worker import SlideTag
 
@@ -73,7 +72,8 @@ class ReferenceLayers(QObject):
             self.load_truth(Path(path))
 
     def load_truth(self, path: Path) -> None:
-        """Read a mask image or GeoJSON off the GUI thread and add it as an outline layer."""
+        """Read a mask image or GeoJSON off the GUI thread and add it as an outline layer
+        (made and traced there too; see :func:`~viewer.truth_layers.truth_layer`)."""
         opened = self._current()
         if opened is None:
             return
@@ -82,16 +82,21 @@ class ReferenceLayers(QObject):
         dims = opened.source.info.dimensions
         origin = opened.source.info.l0_bounds_origin  # GeoJSON counts from the bounds
         slide = opened.tag
+        classes = self._model_classes()
 
-        def done(truth: TruthMask) -> None:
+        def read() -> MaskLayer:
+            layer = truth_layer(load_truth(path, dims, l0_origin=origin), path, classes)
+            layer.outline_groups()  # traced here, not on the first paint
+            return layer
+
+        def done(layer: MaskLayer) -> None:
             if not self._still_open(slide):
                 return
-            layer = truth_layer(truth, path, self._model_classes())
             self.layers.add(layer)
             self._select(layer)
 
         self.background.call(
-            lambda: load_truth(path, dims, l0_origin=origin),
+            read,
             done,
             lambda message: self._warn("Could not load the ground truth", message),
             name="slidelens-truth",
